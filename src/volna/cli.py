@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import sys
-from enum import Enum
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
@@ -35,12 +35,12 @@ out = Console()
 err = Console(stderr=True)
 
 
-class OutputFormat(str, Enum):
+class OutputFormat(StrEnum):
     text = "text"
     json = "json"
 
 
-class ColumnPolicy(str, Enum):
+class ColumnPolicy(StrEnum):
     error = "error"
     drop = "drop"
     keep = "keep"
@@ -156,9 +156,7 @@ def questionnaire_export(
 def convert(
     questionnaire: QuestionnaireArg,
     data: DataArg,
-    output: Annotated[
-        Path, typer.Option("-o", "--output", help="csv, xlsx, parquet, sav or dta.")
-    ],
+    output: Annotated[Path, typer.Option("-o", "--output", help="csv, xlsx, parquet, sav or dta.")],
     language: Annotated[str | None, typer.Option("--lang", help="Label language.")] = None,
 ) -> None:
     """Read DATA into volna's canonical table and write it in another format."""
@@ -170,7 +168,7 @@ def convert(
     out.print(f"{data} -> {output}: {frame.height} rows, {frame.width} columns")
 
 
-class Study(str, Enum):
+class Study(StrEnum):
     okrussians = "okrussians"
 
 

@@ -51,7 +51,10 @@ def question_shares(frame: pl.DataFrame, q: Question) -> list[tuple[str, int, fl
         answered = frame.select(pl.any_horizontal([pl.col(c).fill_null(False) for c in options]))
         n = int(answered.to_series().sum())
         counts = frame.select([pl.col(c).fill_null(False).sum() for c in options]).row(0)
-        return [(code, int(k), k / n if n else float("nan")) for code, k in zip(q.codes, counts)]
+        return [
+            (code, int(k), k / n if n else float("nan"))
+            for code, k in zip(q.codes, counts, strict=True)
+        ]
     counts = frame[q.name].drop_nulls().value_counts()
     total = int(counts["count"].sum()) if counts.height else 0
     found = dict(zip(counts[q.name].to_list(), counts["count"].to_list(), strict=True))
@@ -94,9 +97,7 @@ def describe(
             text = "; ".join(parts)
         elif q.type in ("integer", "decimal"):
             col = frame[q.name].drop_nulls()
-            text = (
-                f"median {col.median():g}, range {col.min():g}–{col.max():g}" if len(col) else ""
-            )
+            text = f"median {col.median():g}, range {col.min():g}–{col.max():g}" if len(col) else ""
         else:
             text = ""
         table.add_row(q.label(lang)[:60], str(answered), text)
