@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml
 
 ## demo: generate the synthetic OK Russians study, validate it, summarise it
 demo: $(STAMP)
-	$(BIN)/volna example okrussians --n 2000 --seed 1 -o $(OUT)/okrussians
+	$(BIN)/volna example okrussians --n 2000 --seed 1 -o $(OUT)/okrussians/data.csv
 	$(BIN)/volna validate examples/okrussians/questionnaire.yaml $(OUT)/okrussians/data.csv
 	$(BIN)/volna summary examples/okrussians/questionnaire.yaml $(OUT)/okrussians/data.csv
 
