@@ -22,7 +22,7 @@ CLEAN_ROWS = [
 # One broken rule per row, each in a different way, plus one unreadable value.
 BROKEN_ROWS = [
     "b1,yes,GE,2022-03-01,30,1000,it,,1,1,0,7",  # unknown_code (living)
-    "b2,yes,TR,,17,,,,0,0,1,dk",  # out_of_range (age)
+    "b2,yes,TR,,17,,it,,0,0,1,dk",  # out_of_range (age)
     "b3,yes,,,45,0,it,,0,0,0,1",  # required_missing (country)
     "b4,no,DE,,45,0,it,,0,0,0,1",  # not_relevant (country)
     "b5,yes,AM,,25,2.5,it,,1,0,1,2",  # exclusive_conflict (fears/none)

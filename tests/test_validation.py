@@ -58,7 +58,7 @@ INJECTIONS = [
     ("income", 0, -1.0, "out_of_range", "income"),
     ("left_on", 0, dt.date(2021, 12, 31), "out_of_range", "left_on"),
     ("country", 3, None, "required_missing", "country"),
-    ("left", 1, None, "required_missing", "left"),
+    ("left", 2, None, "required_missing", "left"),
     ("sector", 0, None, "required_missing", "sector"),
     ("country", 2, "DE", "not_relevant", "country"),
     ("fears/persecution", 1, True, "exclusive_conflict", "fears/none"),
@@ -88,12 +88,17 @@ def test_all_injections_at_once_are_all_found(questionnaire: Questionnaire) -> N
         frame = frame.with_columns(pl.Series(column, values, dtype=frame[column].dtype))
     report = validate(frame, questionnaire)
     found = {(p.row, p.column, p.rule) for p in report.problems}
-    # Some injections hit the same row; "left" emptied on row 2 also makes its
-    # country (answered) not relevant, which is right and expected.
     expected = {(row + 1, reported, rule) for _, row, _, rule, reported in INJECTIONS}
-    expected.add((2, "country", "not_relevant"))
     assert found == expected
     assert set(report.counts) <= set(RULES)
+
+
+def test_emptied_filter_question_makes_dependent_answers_not_relevant(
+    questionnaire: Questionnaire,
+) -> None:
+    frame = clean().with_columns(pl.Series("left", ["yes", None, "no", "yes"]))
+    found = {(p.row, p.column, p.rule) for p in validate(frame, questionnaire).problems}
+    assert found == {(2, "left", "required_missing"), (2, "country", "not_relevant")}
 
 
 def test_problem_lines_name_row_column_value_and_rule(questionnaire: Questionnaire) -> None:
@@ -123,9 +128,22 @@ def test_pandas_input_is_accepted(questionnaire: Questionnaire) -> None:
     assert report.ok
 
 
-def test_expression_naming_an_unknown_question_is_a_clear_error() -> None:
-    q = Questionnaire.loads(
-        "id: x\nquestions:\n  - {name: a, type: text, relevant: \"${nope} = 'x'\"}", "x.yaml"
+@pytest.mark.parametrize(
+    ("expression", "complaint"),
+    [
+        ("${nope} = 'x'", "nope"),
+        ("selected(${b}, 'z')", "'z'"),
+        ("${b} >> 3", "position"),
+        ("frobnicate(${b})", "frobnicate"),
+    ],
+)
+def test_bad_expression_fails_at_load_naming_file_line_question(expression, complaint) -> None:
+    text = (
+        "id: x\nquestions:\n  - {name: b, type: multiple, choices: [{code: y}]}\n"
+        f'  - name: a\n    type: text\n    relevant: "{expression}"\n'
     )
-    with pytest.raises(ExpressionError, match=r"question a: relevant: .*nope"):
-        validate(pl.DataFrame({"a": ["t"]}), q)
+    with pytest.raises(ExpressionError) as caught:
+        Questionnaire.loads(text, "x.yaml")
+    message = str(caught.value)
+    assert message.startswith("x.yaml:4: question a: relevant: ")
+    assert complaint in message

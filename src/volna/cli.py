@@ -31,7 +31,7 @@ questionnaire_app = typer.Typer(
 )
 app.add_typer(questionnaire_app, name="questionnaire")
 
-out = Console()
+out = Console(soft_wrap=True)
 err = Console(stderr=True)
 
 
@@ -108,11 +108,8 @@ def summary(
 
 @questionnaire_app.command("check")
 def questionnaire_check(questionnaire: QuestionnaireArg) -> None:
-    """Load a questionnaire, check its expressions, and print its outline."""
-    from volna.questionnaire.expressions import check_questionnaire
-
+    """Load a questionnaire (which checks every expression) and print its outline."""
     q = _load(questionnaire)
-    check_questionnaire(q)
     table = Table("name", "type", "columns", "asked when", title=f"{questionnaire}: {q.id}")
     for question in q.questions:
         table.add_row(

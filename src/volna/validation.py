@@ -209,13 +209,31 @@ def _as_polars(data: Any) -> pl.DataFrame:
     )
 
 
+def compile_expression(
+    text: str,
+    questionnaire: Questionnaire,
+    *,
+    current: str | None = None,
+    today: dt.date | None = None,
+) -> pl.Expr:
+    """Compile an XLSForm expression against this questionnaire's columns.
+
+    >>> from volna import Questionnaire
+    >>> q = Questionnaire.loads("id: d\\nquestions:\\n  - {name: age, type: integer}")
+    >>> table = pl.DataFrame({"age": [17, 30]})
+    >>> table.select(compile_expression("${age} >= 18", q)).to_series().to_list()
+    [False, True]
+    """
+    resolver = QuestionnaireResolver(questionnaire)
+    return to_polars(parse(text), resolver, current=current, today=today)
+
+
 def _compile(
     text: str, question: Question, what: str, questionnaire: Questionnaire, today: dt.date
 ) -> pl.Expr:
     """Compile one expression; errors name the questionnaire, question and column."""
-    resolver = QuestionnaireResolver(questionnaire)
     try:
-        return to_polars(parse(text), resolver, current=question.name, today=today)
+        return compile_expression(text, questionnaire, current=question.name, today=today)
     except ExpressionError as exc:
         where = f"{questionnaire.source}: " if questionnaire.source else ""
         raise ExpressionError(f"{where}question {question.name}: {what}: {exc}") from None

@@ -494,6 +494,7 @@ class Questionnaire:
                 )
         for q in self.questions:
             self._check_question(q)
+        self._check_expressions()
         # Columns must be unique: 'q_other' may not collide with a question.
         columns: dict[str, str] = {}
         for p in self.paradata:
@@ -505,6 +506,33 @@ class Questionnaire:
                         f"{w}question {q.name}: column {col!r} is also used by {columns[col]}"
                     )
                 columns[col] = q.name
+
+    def expressions(self) -> Iterator[tuple[Question | Section, str, str]]:
+        """Every expression in the questionnaire: (item, which column, text)."""
+        for item in self.items:
+            if isinstance(item, Section):
+                if item.relevant:
+                    yield item, "relevant", item.relevant
+                continue
+            for what in ("relevant", "constraint", "required"):
+                text = getattr(item, what)
+                if isinstance(text, str) and text.strip():
+                    yield item, what, text
+
+    def _check_expressions(self) -> None:
+        """Compile every expression once, so a typo fails at load time, not mid-analysis."""
+        if not any(True for _ in self.expressions()):
+            return
+        # Lazy: the expression compiler needs polars, questionnaire editing does not.
+        from volna.errors import ExpressionError
+        from volna.validation import compile_expression
+
+        for item, what, text in self.expressions():
+            kind = "section" if isinstance(item, Section) else "question"
+            try:
+                compile_expression(text, self, current=item.name if kind == "question" else None)
+            except ExpressionError as exc:
+                raise ExpressionError(f"{self._where}{kind} {item.name}: {what}: {exc}") from None
 
     def _check_question(self, q: Question) -> None:
         w = f"{self._where}question {q.name}: "

@@ -404,7 +404,7 @@ class _Reader:
             )
         except QuestionnaireError as exc:
             # The model's cross-item checks name the question; add the line.
-            raise QuestionnaireError(_with_line(str(exc), data, self.filename)) from None
+            raise type(exc)(_with_line(str(exc), data, self.filename)) from None
 
 
 def _with_line(message: str, data: _Map, filename: str) -> str:
