@@ -62,6 +62,10 @@ def question_shares(frame: pl.DataFrame, q: Question) -> list[tuple[str, int, fl
     return [(c, found.get(c, 0), found.get(c, 0) / total if total else float("nan")) for c in codes]
 
 
+def _short(text: str, width: int) -> str:
+    return text if len(text) <= width else text[: width - 1].rstrip() + "…"
+
+
 def describe(
     frame: pl.DataFrame,
     questionnaire: Questionnaire,
@@ -93,13 +97,13 @@ def describe(
                 name = (
                     country_name(code, lang) if q.type == "country" else q.choice(code).label(lang)
                 )
-                parts.append(f"{name} {share:.0%}")
+                parts.append(f"{_short(name, 28)} {share:.0%}")
             text = "; ".join(parts)
         elif q.type in ("integer", "decimal"):
             col = frame[q.name].drop_nulls()
             text = f"median {col.median():g}, range {col.min():g}–{col.max():g}" if len(col) else ""
         else:
             text = ""
-        table.add_row(q.label(lang)[:60], str(answered), text)
+        table.add_row(_short(q.label(lang), 48), str(answered), text)
     console.print(table)
     console.print("Unweighted shares of those answering; estimates with intervals come later.")

@@ -20,10 +20,10 @@ import datetime as dt
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
-from functools import cache, cached_property
+from functools import cached_property
 from typing import Any
 
-from volna.questionnaire.countries import country_lookup
+from volna.questionnaire.countries import country_code  # noqa: F401  (re-exported)
 from volna.questionnaire.model import Question
 
 #: Texts read as "selected" / "not selected" in an option column (compared casefolded).
@@ -190,62 +190,6 @@ def _integral(text: str) -> str | None:
     if math.isfinite(number) and number.is_integer() and abs(number) < 2**53:
         return str(int(number))
     return None
-
-
-#: Everyday names pycountry lacks (it has "Türkiye", "Russian Federation",
-#: "Moldova, Republic of"...), each unambiguous. Names that are not one
-#: country ("Korea", "England", "Kosovo", which has no ISO code) are left out
-#: on purpose: a respondent's "Korea" must be a problem, not a guess.
-COUNTRY_ALIASES = {
-    "turkey": "TR",
-    "russia": "RU",
-    "uae": "AE",
-    "uk": "GB",
-    "great britain": "GB",
-    "britain": "GB",
-    "holland": "NL",
-    "macedonia": "MK",
-    "south korea": "KR",
-    "россия": "RU",
-    "рф": "RU",
-    "сша": "US",
-    "соединенные штаты америки": "US",
-    "оаэ": "AE",
-    "объединенные арабские эмираты": "AE",
-    "великобритания": "GB",
-    "молдова": "MD",
-    "молдавия": "MD",
-    "южная корея": "KR",
-    "кыргызстан": "KG",
-    "белоруссия": "BY",
-    "тайланд": "TH",
-    "голландия": "NL",
-    "македония": "MK",
-}
-
-
-def _country_key(text: str) -> str:
-    # "Объединённые" and "Объединенные" are the same word; ё is often typed as е.
-    return fold(text).replace("ё", "е")
-
-
-@cache
-def _countries() -> dict[str, str]:
-    table = {_country_key(name): code for name, code in country_lookup().items()}
-    for name, code in COUNTRY_ALIASES.items():
-        table.setdefault(_country_key(name), code)
-    return table
-
-
-def country_code(text: str) -> str | None:
-    """ISO alpha-2 code for a code or a name in English or Russian; None if unknown.
-
-    >>> country_code("ge"), country_code("TUR"), country_code("Грузия"), country_code("Turkey")
-    ('GE', 'TR', 'GE', 'TR')
-    >>> country_code("Россия"), country_code("Объединённые Арабские Эмираты"), country_code("Korea")
-    ('RU', 'AE', None)
-    """
-    return _countries().get(_country_key(text))
 
 
 def yes_no(text: str) -> bool | None:

@@ -63,3 +63,59 @@ def country_lookup() -> dict[str, str]:
         for name in names:
             out.setdefault(name.casefold(), c.alpha_2)
     return out
+
+
+#: Everyday names pycountry lacks (it has "Türkiye", "Russian Federation",
+#: "Moldova, Republic of"...), each unambiguous. Names that are not one
+#: country ("Korea", "England", "Kosovo", which has no ISO code) are left out
+#: on purpose: a respondent's "Korea" must be a problem, not a guess.
+COUNTRY_ALIASES = {
+    "turkey": "TR",
+    "russia": "RU",
+    "uae": "AE",
+    "uk": "GB",
+    "great britain": "GB",
+    "britain": "GB",
+    "holland": "NL",
+    "macedonia": "MK",
+    "south korea": "KR",
+    "россия": "RU",
+    "рф": "RU",
+    "сша": "US",
+    "соединенные штаты америки": "US",
+    "оаэ": "AE",
+    "объединенные арабские эмираты": "AE",
+    "великобритания": "GB",
+    "молдова": "MD",
+    "молдавия": "MD",
+    "южная корея": "KR",
+    "кыргызстан": "KG",
+    "белоруссия": "BY",
+    "тайланд": "TH",
+    "голландия": "NL",
+    "македония": "MK",
+}
+
+
+def _country_key(text: str) -> str:
+    # "Объединённые" and "Объединенные" are the same word; ё is often typed as е.
+    return " ".join(text.split()).casefold().replace("ё", "е")
+
+
+@cache
+def _countries() -> dict[str, str]:
+    table = {_country_key(name): code for name, code in country_lookup().items()}
+    for name, code in COUNTRY_ALIASES.items():
+        table.setdefault(_country_key(name), code)
+    return table
+
+
+def country_code(text: str) -> str | None:
+    """ISO alpha-2 code for a code or a name in English or Russian; None if unknown.
+
+    >>> country_code("ge"), country_code("TUR"), country_code("Грузия"), country_code("Turkey")
+    ('GE', 'TR', 'GE', 'TR')
+    >>> country_code("Россия"), country_code("Объединённые Арабские Эмираты"), country_code("Korea")
+    ('RU', 'AE', None)
+    """
+    return _countries().get(_country_key(text))
