@@ -138,3 +138,57 @@ def test_questionnaire_check_prints_outline(questionnaire: Path) -> None:
     done = volna("questionnaire", "check", questionnaire)
     assert done.returncode == 0, done.stderr
     assert "multi-response sets" in done.stdout
+
+
+def test_questionnaire_import_export_round_trip(tmp_path: Path, questionnaire: Path) -> None:
+    form = tmp_path / "form.xlsx"
+    done = volna("questionnaire", "export", questionnaire, "-o", form)
+    assert done.returncode == 0, done.stderr
+    back = tmp_path / "back.yaml"
+    done = volna("questionnaire", "import", form, "-o", back)
+    assert done.returncode == 0, done.stderr
+    from volna import Questionnaire
+
+    assert Questionnaire.load(back) == Questionnaire.load(questionnaire)
+
+
+def test_unsupported_xlsform_is_refused_in_one_line(tmp_path: Path) -> None:
+    import openpyxl
+
+    book = openpyxl.Workbook()
+    survey = book.active
+    survey.title = "survey"
+    survey.append(["type", "name", "label"])
+    survey.append(["text", "name_q", "Your town"])
+    survey.append(["geopoint", "where", "Where are you?"])
+    form = tmp_path / "geo.xlsx"
+    book.save(form)
+    line = one_line_error(volna("questionnaire", "import", form, "-o", tmp_path / "q.yaml"))
+    assert "geo.xlsx" in line and "row 3" in line and "geopoint" in line
+    assert not (tmp_path / "q.yaml").exists()
+
+
+def test_convert_writes_every_format_and_reads_back(tmp_path: Path, questionnaire: Path) -> None:
+    from volna import Questionnaire, read
+
+    data = write_csv(tmp_path / "clean.csv", CLEAN_ROWS)
+    q = Questionnaire.load(questionnaire)
+    original = read(data, q)
+    for suffix in ("parquet", "xlsx", "sav", "dta", "csv"):
+        target = tmp_path / f"converted.{suffix}"
+        done = volna("convert", questionnaire, data, "-o", target)
+        assert done.returncode == 0, done.stderr
+        assert read(target, q).equals(original), suffix
+
+
+def test_example_writes_data_that_validates(tmp_path: Path) -> None:
+    target = tmp_path / "ex" / "data.csv"
+    done = volna("example", "okrussians", "--n", "300", "--seed", "3", "-o", target)
+    assert done.returncode == 0, done.stderr
+    assert "synthetic" in done.stdout
+    assert (tmp_path / "ex" / "data.answer_key.csv").exists()
+    from volna import example_path
+
+    done = volna("validate", example_path("okrussians", "questionnaire.yaml"), target)
+    assert done.returncode == 0, done.stdout
+    assert "300 rows, no problems" in done.stdout
