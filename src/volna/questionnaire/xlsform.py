@@ -153,7 +153,8 @@ _SURVEY_KEYS = {
     "constraint_message",
     "appearance",
 }
-_VOLNA_SURVEY_KEYS = {
+# In the order they are written as columns.
+_VOLNA_SURVEY_COLUMNS = (
     "volna::type",
     "volna::min",
     "volna::max",
@@ -161,7 +162,8 @@ _VOLNA_SURVEY_KEYS = {
     "volna::period",
     "volna::choice_list",
     "volna::other_for",
-}
+)
+_VOLNA_SURVEY_KEYS = set(_VOLNA_SURVEY_COLUMNS)
 _CHOICE_KEYS = {"list_name", "name", "label", "missing", "exclusive", "other"}
 _VOLNA_CHOICE_KEYS = {"volna::value", "volna::missing", "volna::exclusive", "volna::other"}
 # What pyxform can take as choices headers (they become XML element names).
@@ -1538,13 +1540,7 @@ def _build_workbook(q: Questionnaire) -> Any:
             "constraint",
             *_translated("constraint_message", languages),
             "appearance",
-            "volna::type",
-            "volna::min",
-            "volna::max",
-            "volna::paired_with",
-            "volna::period",
-            "volna::choice_list",
-            "volna::other_for",
+            *_VOLNA_SURVEY_COLUMNS,
         ],
         always=["type", "name", *_translated("label", languages)],
     )
