@@ -32,9 +32,11 @@ format: $(STAMP)
 	$(BIN)/ruff format src tests benchmarks
 	$(BIN)/ruff check --fix src tests benchmarks
 
-## bench: read and validate a 1,000,000-row CSV of the example questionnaire
+## bench: speed and memory against named peers (svy from the bench extra; R if installed)
 bench: $(STAMP)
+	$(BIN)/python -m pip install --quiet -e '.[dev,bench]'
 	$(BIN)/python benchmarks/read_validate.py --rows 1000000
+	$(BIN)/python benchmarks/estimate.py --rows 1000000
 
 clean:
 	rm -rf $(VENV) $(OUT) .pytest_cache .ruff_cache
