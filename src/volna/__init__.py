@@ -27,6 +27,14 @@ def __getattr__(name: str):
         from volna import io
 
         return getattr(io, name)
+    if name in ("SurveyDesign", "DesignError"):
+        from volna import design
+
+        return getattr(design, name)
+    if name == "Estimates":
+        from volna.results import Estimates
+
+        return Estimates
     if name in ("validate", "Problem", "ValidationReport"):
         from volna import validation as _validate
 
@@ -36,6 +44,8 @@ def __getattr__(name: str):
 
 __all__ = [
     "Choice",
+    "DesignError",
+    "Estimates",
     "ExpressionError",
     "Paradata",
     "Question",
@@ -43,6 +53,7 @@ __all__ = [
     "QuestionnaireError",
     "ReadError",
     "Section",
+    "SurveyDesign",
     "UnsupportedFormError",
     "VolnaError",
     "WriteError",
