@@ -19,6 +19,7 @@ import numpy as np
 import polars as pl
 import pytest
 
+from volna.compare import crosstab, difference, paired_difference
 from volna.design import SurveyDesign
 
 HERE = Path(__file__).parent
@@ -27,7 +28,7 @@ CASES_FILE = Path(
 )
 FIELDS = ("estimate", "se", "ci_low", "ci_high", "deff", "statistic", "df", "p_value")
 WEIGHTING_STEPS = {"rake", "poststratify", "calibrate"}
-NOT_YET = {"crosstab_test", "difference", "paired_difference"}
+NOT_YET: set[str] = set()
 
 
 def load_cases() -> list[dict[str, Any]]:
@@ -152,6 +153,25 @@ def compute(design: SurveyDesign, est: dict[str, Any]) -> tuple[pl.DataFrame, li
         return table.to_polars(), []
     if kind == "ratio":
         table = design.ratio(est["numerator"], est["denominator"], **common)
+        return table.to_polars(), []
+    if kind == "crosstab_test":
+        # R's svychisq(~rows + columns, design, statistic=S), one row per statistic
+        tab = crosstab(design, est["rows"], est["columns"], where=where)
+        return tab.test(est.get("statistics", ["F"])).to_polars(), ["test"]
+    if kind == "difference":
+        # svycontrast(svyby(~variable, ~by, design, svymean, covmat=TRUE), c(a=1, b=-1))
+        variable = est.get("variable") or as_list(est["variables"])[0]
+        levels = est.get("levels")
+        table = difference(
+            design, variable, by, tuple(levels) if levels else None, where=where, df=est.get("df")
+        )
+        return table.to_polars(), []
+    if kind == "paired_difference":
+        # svymean(~I(first - second), design, na.rm=TRUE)
+        first, second = est.get("first"), est.get("second")
+        if first is None:
+            first, second = as_list(est["variables"])[:2]
+        table = paired_difference(design, first, second, by=by, where=where, df=est.get("df"))
         return table.to_polars(), []
     raise AssertionError(f"unknown estimate kind {kind!r}")
 
