@@ -499,19 +499,25 @@ class SurveyDesign:
         cols = _replicate_columns(data, replicate_weights)
         kind = _replicate_type(type)
         w = np.ones(n) if weights is None else _weight_column(data, weights)
-        reps = np.empty((n, len(cols)), dtype=float, order="C")
-        for j, c in enumerate(cols):
-            s = data.get_column(c)
-            if not s.dtype.is_numeric():
-                raise DesignError(f"column {c}: replicate weights must be numbers, got {s.dtype}")
-            v = s.cast(pl.Float64).to_numpy()
-            bad = np.flatnonzero(~np.isfinite(v))
-            if len(bad):
+        selected = data.select(cols)
+        for c, dtype in zip(cols, selected.dtypes, strict=True):
+            if not dtype.is_numeric():
+                raise DesignError(f"column {c}: replicate weights must be numbers, got {dtype}")
+        # one conversion for all columns; row-major, as the variance code reads row chunks
+        reps = np.require(
+            selected.cast(pl.Float64).to_numpy(order="c"), np.float64, ["C_CONTIGUOUS", "W"]
+        )
+        del selected
+        # column sums are finite when every value is (the exact check runs only if not)
+        if not np.isfinite(reps.sum(axis=0)).all():
+            bad_cols = np.flatnonzero(~np.isfinite(reps).all(axis=0))
+            if len(bad_cols):
+                j = int(bad_cols[0])
+                row = int(np.flatnonzero(~np.isfinite(reps[:, j]))[0])
                 raise DesignError(
-                    f"row {bad[0] + 1}, column {c}: replicate weight is missing; "
+                    f"row {row + 1}, column {cols[j]}: replicate weight is missing; "
                     "every row needs every replicate weight"
                 )
-            reps[:, j] = v
         if not combined_weights:
             reps *= w[:, None]
         set_ = _replicate_factors(kind, reps, scale, rscales, mse, rho)
@@ -881,8 +887,7 @@ class SurveyDesign:
 
         def degf() -> np.ndarray:
             if groups is None:
-                digest = hashlib.blake2b(block.base.tobytes(), digest_size=16).digest()
-                key = ("rank", digest, block.n_bases)
+                key = ("rank", _base_fingerprint(block.base, block.n_bases), block.n_bases)
                 if key not in self._cache:
                     self._cache[key] = replicate_rank(rep.weights, block.base, block.n_bases)
                 return self._cache[key].astype(float) - 1
@@ -1219,6 +1224,28 @@ def _with_multipliers(stages: Sequence[Stage]) -> tuple[Stage, ...]:
         mult = prev.multiplier[parent_stratum] * prev.sampling_fraction[parent_stratum]
         out.append(replace(st, multiplier=mult))
     return tuple(out)
+
+
+def _base_fingerprint(base: np.ndarray, n_bases: int) -> tuple:
+    """An exact digest of a block's bases, cheap enough to take for every question.
+
+    Bases lie in ``[-1, n_bases)``, so they are hashed in the smallest integer type that
+    holds them (an eighth of the bytes of int64 for up to 127 bases); the exact values
+    are hashed, so equal fingerprints mean equal bases.
+    """
+    base = np.asarray(base)
+    data = base
+    if base.size and np.issubdtype(base.dtype, np.integer):
+        for small in (np.int8, np.int16, np.int32):
+            if n_bases <= np.iinfo(small).max:
+                if base.dtype.itemsize > np.dtype(small).itemsize and (
+                    int(base.min()) >= -1 and int(base.max()) < n_bases
+                ):
+                    data = base.astype(small)
+                break
+    data = np.ascontiguousarray(data)
+    digest = hashlib.blake2b(data.view(np.uint8).ravel(), digest_size=16).digest()
+    return (data.dtype.str, base.shape, digest)
 
 
 def _replicate_columns(data: pl.DataFrame, spec: str | Sequence[str]) -> list[str]:

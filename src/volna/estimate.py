@@ -43,7 +43,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import polars as pl
-from scipy import special, stats
+from scipy import special
 
 from volna.design import Column, DesignError, Domains, label
 from volna.results import Estimates
@@ -691,6 +691,8 @@ _COLUMNS = (
 
 def _critical(df: np.ndarray, alpha: float, flags: _Flags) -> np.ndarray:
     """Normal or t quantile for each estimate; NaN (flagged) without degrees of freedom."""
+    from scipy import stats  # imported on first use: it is slow to import
+
     df = np.asarray(df, dtype=float)
     with np.errstate(invalid="ignore"):
         crit = np.where(
@@ -775,6 +777,8 @@ def _beta_ci(p, se, df, n_rows, alpha, exact_n: bool = False):
     The effective size ``p(1-p)/var`` is corrected by ``(t_{n-1}/t_df)^2`` as R's
     ``svyciprop(method="beta")``; with no design variance the respondents are counted.
     """
+    from scipy import stats  # imported on first use: it is slow to import
+
     with np.errstate(divide="ignore", invalid="ignore"):
         if exact_n:
             n_eff = n_rows
@@ -805,6 +809,8 @@ def _likelihood_ci(p, se, df, rows, start, alpha):
     their weight sum, and the rows and weight sum of the whole domain (svyglm scales the
     weights to mean 1 over the domain, then drops rows missing the variable).
     """
+    from scipy import stats  # imported on first use: it is slow to import
+
     p = np.asarray(p, dtype=float)
     low = np.full(p.shape, np.nan)
     high = np.full(p.shape, np.nan)
@@ -895,6 +901,8 @@ def _profile_interval(p, n, n_obs, mu_f, std_err, disp, level, maxsteps=10):
 
     ``n`` is the sum of the prior weights (the deviance scale), ``n_obs`` the rows.
     """
+    from scipy import stats  # imported on first use: it is slow to import
+
     b0 = special.logit(mu_f)
     alpha = (1 - level) / 4
     zmax = np.sqrt(stats.f.ppf(1 - alpha, 1, n_obs - 1))

@@ -865,10 +865,20 @@ def _grouped_product(blocks, cells, groups, layout, size) -> np.ndarray:
     return np.asarray(matrix @ groups.factors)
 
 
+#: up to this many estimate rows, replicate totals use a dense (multi-threaded) product
+DENSE_PRODUCT_ROWS = 64
+
+#: rows per chunk of the dense product
+DENSE_PRODUCT_CHUNK = 1 << 16
+
+
 def _chunked_product(blocks, replicate_weights, layout, size) -> np.ndarray:
+    if size <= DENSE_PRODUCT_ROWS:
+        return _dense_product(blocks, replicate_weights, layout, size)
     n, R = replicate_weights.shape
     out = np.zeros((size, R))
-    step = max(1024, (1 << 21) // max(R, 1))
+    # small row chunks keep the sparse product's reads of the weights in cache
+    step = max(1024, min(4096, (1 << 21) // max(R, 1)))
     for i0 in range(0, n, step):
         i1 = min(n, i0 + step)
         rows_i, cols_i, vals = [], [], []
@@ -894,6 +904,34 @@ def _chunked_product(blocks, replicate_weights, layout, size) -> np.ndarray:
         )
         chunk = np.ascontiguousarray(replicate_weights[i0:i1])
         out += matrix @ chunk
+    return out
+
+
+def _dense_product(blocks, replicate_weights, layout, size) -> np.ndarray:
+    """``X.T @ W`` with ``X`` the ``(rows x size)`` indicator/value matrix, chunked by rows.
+
+    Within a block each row adds to one numerator cell and one denominator cell, and
+    blocks occupy disjoint rows of the result, so ``X`` is filled by plain assignment.
+    """
+    n, R = replicate_weights.shape
+    out = np.zeros((size, R))
+    step = DENSE_PRODUCT_CHUNK
+    for i0 in range(0, n, step):
+        i1 = min(n, i0 + step)
+        x = np.zeros((i1 - i0, size))
+        for block, (off, K, _B, has_den) in zip(blocks, layout, strict=True):
+            base = block.base[i0:i1]
+            rows = np.flatnonzero(base >= 0)
+            b = base[rows].astype(np.int64)
+            code = b * block.per
+            if block.local is not None:
+                code = code + block.local[i0:i1][rows]
+            num = block.numerator
+            x[rows, off + code] = 1.0 if num is None else num[i0:i1][rows]
+            if has_den:
+                den = block.denominator
+                x[rows, off + K + b] = 1.0 if den is None else den[i0:i1][rows]
+        out += x.T @ replicate_weights[i0:i1]
     return out
 
 
