@@ -15,12 +15,12 @@ Each constant sits next to the R call that produced it (printed with ``%.15g``).
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 import numpy as np
 import polars as pl
 import pytest
 
+from reference_data import read_reference
 from volna.compare import (
     CrossTab,
     against_benchmark,
@@ -33,29 +33,7 @@ from volna.examples import example_path
 from volna.examples.generate_okrussians import generate
 from volna.questionnaire import Questionnaire
 
-DATA = Path(__file__).parent / "fixtures" / "reference" / "data"
 REL = 1e-6
-
-
-def read(name: str) -> pl.DataFrame:
-    return pl.read_csv(DATA / name, infer_schema_length=None, null_values=["", "NA"])
-
-
-@pytest.fixture(scope="module")
-def clus1() -> SurveyDesign:
-    return SurveyDesign.from_frame(read("apiclus1.csv"), ids="dnum", weights="pw", fpc="fpc")
-
-
-@pytest.fixture(scope="module")
-def strat() -> SurveyDesign:
-    return SurveyDesign.from_frame(read("apistrat.csv"), strata="stype", weights="pw", fpc="fpc")
-
-
-@pytest.fixture(scope="module")
-def nhanes() -> SurveyDesign:
-    return SurveyDesign.from_frame(
-        read("nhanes.csv"), ids="SDMVPSU", strata="SDMVSTRA", weights="WTMEC2YR", nest=True
-    )
 
 
 @pytest.fixture(scope="module")
@@ -470,7 +448,7 @@ def test_lonely_psu_average_rule_scales_the_covariance_as_r() -> None:
     # options(survey.lonely.psu="average")
     # d <- svydesign(id=~1, strata=~dnum, weights=~pw, data=apiclus1)  # stratum 413: 1 PSU
     design = SurveyDesign.from_frame(
-        read("apiclus1.csv"), strata="dnum", weights="pw", lonely_psu="average"
+        read_reference("apiclus1.csv"), strata="dnum", weights="pw", lonely_psu="average"
     )
     # svycontrast(svyby(~api00, ~stype, d, svymean, covmat=TRUE), c(E=1, H=-1))
     est = difference(design, "api00", "stype", ("E", "H"))

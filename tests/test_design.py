@@ -7,44 +7,29 @@ recorded in the project's estimation notes (section 4) and the reference fixture
 from __future__ import annotations
 
 import dataclasses
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import polars as pl
 import pytest
 
+from reference_data import read_reference
 from volna.design import DesignError, SurveyDesign, factorize, interaction, to_polars
 from volna.errors import VolnaError
 from volna.variance import find_replicate_groups, replicate_estimates
 
-DATA = Path(__file__).parent / "fixtures" / "reference" / "data"
 REL = 1e-6
-
-
-def read(name: str) -> pl.DataFrame:
-    return pl.read_csv(DATA / name, infer_schema_length=None, null_values=["", "NA"])
 
 
 @pytest.fixture(scope="module")
 def apiclus1() -> pl.DataFrame:
-    return read("apiclus1.csv")
-
-
-@pytest.fixture(scope="module")
-def clus1(apiclus1: pl.DataFrame) -> SurveyDesign:
-    return SurveyDesign.from_frame(apiclus1, ids="dnum", weights="pw", fpc="fpc")
-
-
-@pytest.fixture(scope="module")
-def clus2() -> SurveyDesign:
-    return SurveyDesign.from_frame(read("apiclus2.csv"), ids=["dnum", "snum"], fpc=["fpc1", "fpc2"])
+    return read_reference("apiclus1.csv")
 
 
 @pytest.fixture(scope="module")
 def scd() -> pl.DataFrame:
     # R: svydesign(data=scd, prob=~1, id=~ambulance, strata=~ESA, nest=TRUE, fpc=rep(5,6))
-    return read("scd.csv").with_columns(pl.lit(1.0).alias("one"))
+    return read_reference("scd.csv").with_columns(pl.lit(1.0).alias("one"))
 
 
 def one(est, column: str = "estimate") -> float:
@@ -55,7 +40,7 @@ def one(est, column: str = "estimate") -> float:
 
 
 def test_simple_random_sample_with_and_without_fpc() -> None:
-    srs = read("apisrs.csv")
+    srs = read_reference("apisrs.csv")
     with_fpc = SurveyDesign.from_frame(srs, weights="pw", fpc="fpc")
     without = SurveyDesign.from_frame(srs, weights="pw")
     assert one(with_fpc.mean("api00"), "se") == pytest.approx(9.249722039, rel=REL)
@@ -82,25 +67,28 @@ def test_two_stage_design_with_fpc_at_both_stages(clus2: SurveyDesign) -> None:
     assert one(total, "se") == pytest.approx(799637.7736, rel=REL)
     assert clus2.degf == 39
     # the weights implied by the two fpc columns are the sampling weights of the file
-    assert clus2.weights == pytest.approx(read("apiclus2.csv")["pw"].to_numpy(), rel=1e-6)
+    assert clus2.weights == pytest.approx(read_reference("apiclus2.csv")["pw"].to_numpy(), rel=1e-6)
 
 
 def test_two_stage_design_without_fpc_is_an_ultimate_cluster_design() -> None:
-    d = SurveyDesign.from_frame(read("apiclus2.csv"), ids=["dnum", "snum"], weights="pw")
+    d = SurveyDesign.from_frame(read_reference("apiclus2.csv"), ids=["dnum", "snum"], weights="pw")
     assert one(d.mean("api00"), "se") == pytest.approx(30.71157631, rel=REL)
     assert len(d.stages) == 1
 
 
 def test_ultimate_cluster_option_uses_first_stage_only() -> None:
     d = SurveyDesign.from_frame(
-        read("apiclus2.csv"), ids=["dnum", "snum"], fpc=["fpc1", "fpc2"], ultimate_cluster=True
+        read_reference("apiclus2.csv"),
+        ids=["dnum", "snum"],
+        fpc=["fpc1", "fpc2"],
+        ultimate_cluster=True,
     )
     assert len(d.stages) == 1
     assert one(d.mean("api00"), "se") < 30.09902738
 
 
 def test_nested_psu_ids_need_nest() -> None:
-    nhanes = read("nhanes.csv")
+    nhanes = read_reference("nhanes.csv")
     with pytest.raises(DesignError, match=r"PSU 1 appears in more than one stratum.*nest=True"):
         SurveyDesign.from_frame(nhanes, ids="SDMVPSU", strata="SDMVSTRA", weights="WTMEC2YR")
     d = SurveyDesign.from_frame(
@@ -239,7 +227,7 @@ def test_certainty_stratum_from_fpc_is_not_lonely(apiclus1: pl.DataFrame) -> Non
 
 @pytest.fixture(scope="module")
 def jk1_frame(apiclus1: pl.DataFrame) -> pl.DataFrame:
-    return pl.concat([apiclus1, read("apiclus1_jk1.csv")], how="horizontal")
+    return pl.concat([apiclus1, read_reference("apiclus1_jk1.csv")], how="horizontal")
 
 
 def test_replicate_design_from_r_jk1_weights(jk1_frame: pl.DataFrame) -> None:
@@ -316,7 +304,9 @@ def test_with_replicates_jackknives_match_r(clus1: SurveyDesign, clus2: SurveyDe
     assert one(jk1.ratio("api.stu", "enroll"), "se") == pytest.approx(0.009517085176, rel=REL)
     mse = clus1.with_replicates("JK1", mse=True)
     assert one(mse.mean("api00"), "se") == pytest.approx(26.33485767, rel=REL)
-    strat = SurveyDesign.from_frame(read("apistrat.csv"), strata="stype", weights="pw", fpc="fpc")
+    strat = SurveyDesign.from_frame(
+        read_reference("apistrat.csv"), strata="stype", weights="pw", fpc="fpc"
+    )
     jkn = strat.with_replicates()
     assert jkn.replicates.type == "JKn"
     assert one(jkn.mean("api00"), "se") == pytest.approx(9.408940803, rel=REL)

@@ -8,7 +8,6 @@ only known to fewer digits.
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -18,34 +17,7 @@ import pytest
 from volna.design import DesignError, SurveyDesign
 from volna.results import COLUMNS, Estimates
 
-DATA = Path(__file__).parent / "fixtures" / "reference" / "data"
 REL = 1e-6
-
-
-def read(name: str) -> pl.DataFrame:
-    return pl.read_csv(DATA / name, infer_schema_length=None, null_values=["", "NA"])
-
-
-@pytest.fixture(scope="module")
-def clus1() -> SurveyDesign:
-    return SurveyDesign.from_frame(read("apiclus1.csv"), ids="dnum", weights="pw", fpc="fpc")
-
-
-@pytest.fixture(scope="module")
-def strat() -> SurveyDesign:
-    return SurveyDesign.from_frame(read("apistrat.csv"), strata="stype", weights="pw", fpc="fpc")
-
-
-@pytest.fixture(scope="module")
-def clus2() -> SurveyDesign:
-    return SurveyDesign.from_frame(read("apiclus2.csv"), ids=["dnum", "snum"], fpc=["fpc1", "fpc2"])
-
-
-@pytest.fixture(scope="module")
-def nhanes() -> SurveyDesign:
-    return SurveyDesign.from_frame(
-        read("nhanes.csv"), ids="SDMVPSU", strata="SDMVSTRA", weights="WTMEC2YR", nest=True
-    )
 
 
 def col(est: Estimates, name: str) -> list:

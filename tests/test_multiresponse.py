@@ -23,12 +23,12 @@ R 4.2.2, survey 4.1.1; constants printed with ``%.15g``.
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 import numpy as np
 import polars as pl
 import pytest
 
+from reference_data import read_reference
 from volna.compare import difference
 from volna.design import DesignError, SurveyDesign
 from volna.examples import example_path
@@ -42,13 +42,12 @@ from volna.multiresponse import (
 )
 from volna.questionnaire import Question, Questionnaire
 
-DATA = Path(__file__).parent / "fixtures" / "reference" / "data"
 REL = 1e-6
 OPTIONS = ["o/o1", "o/o2", "o/o3", "o/o4"]
 
 
 def prepared(name: str) -> pl.DataFrame:
-    frame = pl.read_csv(DATA / name, infer_schema_length=None, null_values=["", "NA"])
+    frame = read_reference(name)
     answered = (pl.col("snum") % 5) != 0
     return frame.with_columns(
         pl.when(answered).then(pl.col(source) == "Yes").alias(option)

@@ -8,12 +8,12 @@ the R call is next to each. Hand values are worked out in the comments.
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 
+from reference_data import REFERENCE, REFERENCE_DATA
 from volna.errors import VolnaError
 from volna.replicates import (
     REPLICATE_TYPES,
@@ -26,8 +26,7 @@ from volna.replicates import (
     sdr_row_assignment,
 )
 
-REF = Path(__file__).parent / "fixtures" / "reference"
-DATA = REF / "data"
+REF, DATA = REFERENCE, REFERENCE_DATA
 
 
 def _case(case_id: str) -> dict:
