@@ -80,6 +80,7 @@ from volna.variance import (
 
 if TYPE_CHECKING:
     from volna.results import Estimates
+    from volna.weighting import Calibration, WeightingStep
 
 
 class DesignError(VolnaError):
@@ -315,6 +316,10 @@ class SurveyDesign:
     restriction: np.ndarray | None = None
     spec: Mapping[str, Any] = field(default_factory=dict)
     degf_override: float | None = None
+    #: calibration records (rake, post-stratify, calibrate) for weighting-aware variance
+    calibrations: tuple[Calibration, ...] = ()
+    #: what weighting did to this design, step by step
+    weighting: tuple[WeightingStep, ...] = ()
     _cache: dict = field(default_factory=dict)
 
     # ---- construction ------------------------------------------------------------------
@@ -618,6 +623,76 @@ class SurveyDesign:
         spec["type"] = set_.type
         spec["from"] = "linearization design"
         return replace(self, stages=(), replicates=set_, spec=spec, _cache={})
+
+    # ---- weighting (see volna.weighting) ------------------------------------------------
+
+    def rake(self, margins, **kwargs) -> SurveyDesign:
+        """Rake the weights to known margins; see :func:`volna.weighting.rake`."""
+        from volna.weighting import rake
+
+        return rake(self, margins, **kwargs)
+
+    def poststratify(self, cells, **kwargs) -> SurveyDesign:
+        """Post-stratify to known cell counts; see :func:`volna.weighting.poststratify`."""
+        from volna.weighting import poststratify
+
+        return poststratify(self, cells, **kwargs)
+
+    def calibrate(self, auxiliaries, totals, **kwargs) -> SurveyDesign:
+        """Calibrate to known totals; see :func:`volna.weighting.calibrate`."""
+        from volna.weighting import calibrate
+
+        return calibrate(self, auxiliaries, totals, **kwargs)
+
+    def trim(self, upper=None, lower=None, **kwargs) -> SurveyDesign:
+        """Cap extreme weights and keep the calibration; see :func:`volna.weighting.trim`."""
+        from volna.weighting import trim
+
+        return trim(self, upper, lower, **kwargs)
+
+    def reweighted(
+        self,
+        weights: np.ndarray,
+        step: WeightingStep,
+        calibration: Calibration | None = None,
+        replicate_weights: np.ndarray | None = None,
+        *,
+        replace_last: bool = False,
+    ) -> SurveyDesign:
+        """A design with new weights, recording the weighting step that made them.
+
+        ``calibration`` (when the new weights reproduce known totals) makes
+        linearization variances use the calibration residuals; ``replicate_weights``
+        replaces the replicate weights (recalibrated one by one). Weighting methods call
+        this; analysts rarely need it.
+        """
+        w = np.asarray(weights, dtype=float)
+        if w.shape != self.weights.shape or not np.all(np.isfinite(w)):
+            raise DesignError("new weights must be finite, one per row of the design")
+        calibrations = self.calibrations
+        if replace_last and calibrations:
+            calibrations = calibrations[:-1]
+        if calibration is not None:
+            calibrations = (*calibrations, calibration)
+        rep = self.replicates
+        if rep is not None:
+            new = rep.weights if replicate_weights is None else replicate_weights
+            rep = replace(
+                rep,
+                weights=np.ascontiguousarray(new, dtype=float),
+                groups=find_replicate_groups(w, new) if replicate_weights is not None else None,
+            )
+        spec = dict(self.spec)
+        spec["weighting"] = [*spec.get("weighting", []), step.method]
+        return replace(
+            self,
+            weights=w,
+            replicates=rep,
+            calibrations=calibrations if rep is None else (),
+            weighting=(*self.weighting, step),
+            spec=spec,
+            _cache={},
+        )
 
     # ---- properties --------------------------------------------------------------------
 

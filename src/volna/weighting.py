@@ -1,0 +1,840 @@
+"""Weighting to known margins: rake, post-stratify, calibrate, trim.
+
+Each function takes a design and returns a new one whose weights reproduce the known
+population figures exactly (to the tolerance asked), with a :class:`WeightingStep`
+recording what was done and how close it got, and a :class:`Calibration` record that
+makes standard errors account for the weighting as R's survey package does:
+linearization uses the residuals of the influence values on the calibration variables
+(g-weights), replicate designs recalibrate every replicate.
+
+The work is done on *cells* -- the distinct combinations of the calibration variables
+(and replicate groups) -- never on a dense table of every possible combination, so
+memory grows with the rows, not with the product of the numbers of levels.
+
+>>> import polars as pl
+>>> from volna.design import SurveyDesign
+>>> frame = pl.DataFrame({"sex": ["f", "m", "m", "m"], "age": ["y", "y", "o", "o"],
+...                       "y": [1.0, 2.0, 3.0, 4.0]})
+>>> d = SurveyDesign.from_frame(frame).rake({"sex": {"f": 50, "m": 50},
+...                                          "age": {"y": 60, "o": 40}})
+>>> d.weights.round(3).tolist()
+[50.0, 10.0, 20.0, 20.0]
+>>> d.weighting[-1].converged, d.weighting[-1].max_error < 1e-9
+(True, True)
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import polars as pl
+import scipy.sparse as sp
+
+from volna.errors import VolnaError
+from volna.margins import Margin, MarginCells, MarginError
+
+if TYPE_CHECKING:
+    from volna.design import SurveyDesign
+
+CALFUNS = ("linear", "raking", "logit")
+
+
+class WeightingError(VolnaError):
+    """Weighting cannot reach its targets: infeasible bounds, no convergence, bad input."""
+
+
+@dataclass(frozen=True)
+class WeightingStep:
+    """What one weighting step did, and how close the weights came to the targets.
+
+    ``max_error`` is the largest relative difference between a weighted sample total and
+    its target, over every margin (or auxiliary) of the step; ``errors`` gives it per
+    margin. Stopping rules differ between tools; the achieved error is what to report.
+    """
+
+    method: str
+    margins: tuple[Margin, ...] = ()
+    converged: bool = True
+    iterations: int = 0
+    max_error: float = 0.0
+    errors: Mapping[str, float] = field(default_factory=dict)
+    options: Mapping[str, Any] = field(default_factory=dict)
+    notes: tuple[str, ...] = ()
+    weights_before: np.ndarray | None = field(default=None, repr=False, compare=False)
+
+    def describe(self) -> str:
+        state = "converged" if self.converged else "NOT converged"
+        head = f"{self.method}: {state} after {self.iterations} iteration(s), "
+        head += f"largest margin error {self.max_error:.2e}"
+        lines = [head]
+        for name, err in self.errors.items():
+            lines.append(f"  {name}: {err:.2e}")
+        lines.extend(f"  note: {n}" for n in self.notes)
+        return "\n".join(lines)
+
+
+@dataclass(frozen=True, eq=False)
+class Calibration:
+    """How weights were calibrated, for the variance: ``w = g * d`` on columns ``X``.
+
+    ``x`` is the (n, p) sparse matrix of calibration variables (indicators of margin
+    cells, numeric auxiliaries); ``d`` the weights before the step and ``w`` after.
+    Linearization replaces each influence value ``u_i`` by
+    ``u_i - w_i x_i' B^+ sum_j x_j (d_j / w_j) u_j`` with ``B = sum_j d_j x_j x_j'``:
+    the residual of a ``d``-weighted regression on ``x`` (R's ``svyrecvar``).
+    """
+
+    x: sp.csr_matrix
+    d: np.ndarray
+    w: np.ndarray
+    _cache: dict = field(default_factory=dict)
+
+    @property
+    def b_pinv(self) -> np.ndarray:
+        if "b" not in self._cache:
+            xd = self.x.multiply(self.d[:, None]).tocsr()
+            b = np.asarray((self.x.T @ xd).todense())
+            self._cache["b"] = _pinv_sym(b)
+        return self._cache["b"]
+
+    @property
+    def xr(self) -> sp.csc_matrix:
+        """``x_j * d_j / w_j``: how a row's influence enters the regression totals."""
+        if "xr" not in self._cache:
+            with np.errstate(divide="ignore", invalid="ignore"):
+                r = np.where(self.w != 0, self.d / self.w, 0.0)
+            self._cache["xr"] = self.x.multiply(r[:, None]).tocsc()
+        return self._cache["xr"]
+
+    @property
+    def xw(self) -> sp.csr_matrix:
+        """``w_i x_i``: what the residual takes away from each row."""
+        if "xw" not in self._cache:
+            self._cache["xw"] = self.x.multiply(self.w[:, None]).tocsr()
+        return self._cache["xw"]
+
+
+# ---------------------------------------------------------------------------------------
+# helpers
+
+
+def _pinv_sym(b: np.ndarray) -> np.ndarray:
+    """Pseudo-inverse of a symmetric positive semi-definite matrix (collinear indicators)."""
+    vals, vecs = np.linalg.eigh(b)
+    tol = vals.max(initial=0.0) * b.shape[0] * 1e-12
+    inv = np.where(vals > tol, 1.0 / np.where(vals > tol, vals, 1.0), 0.0)
+    return (vecs * inv) @ vecs.T
+
+
+def _indicators(codes: np.ndarray, n_cells: int) -> sp.csr_matrix:
+    """Sparse (n, cells) indicator matrix of cell codes (``-1``: no cell)."""
+    rows = np.flatnonzero(codes >= 0)
+    return sp.csr_matrix((np.ones(len(rows)), (rows, codes[rows])), shape=(len(codes), n_cells))
+
+
+def _relative_errors(achieved: np.ndarray, target: np.ndarray) -> np.ndarray:
+    scale = np.maximum(np.abs(target), 1e-12 * max(1.0, float(np.abs(target).max(initial=1))))
+    return np.abs(achieved - target) / scale
+
+
+def _population_size(margins: Sequence[Margin], design_total: float) -> float:
+    """The population total shares are taken of: the counts margins' common total."""
+    totals = [
+        (m.title, m.total_of_targets()) for m in margins if m.type == "counts" and not m.excluded
+    ]
+    if not totals:
+        shares_total = [m.total for m in margins if m.type == "shares" and m.total]
+        return float(shares_total[0]) if shares_total else design_total
+    name0, t0 = totals[0]
+    for name, t in totals[1:]:
+        if not math.isclose(t, t0, rel_tol=1e-6):
+            raise WeightingError(
+                f"margins disagree on the population size: {name0} totals {t0:,.6g}, {name} "
+                f"totals {t:,.6g}; scale one of them, or weight with them one at a time"
+            )
+    return t0
+
+
+def _cells(
+    design: SurveyDesign, margins: Sequence[Margin], missing: str, collapse
+) -> list[MarginCells]:
+    out = []
+    for m in margins:
+        try:
+            out.append(m.cells(design.data, missing=missing, collapse=collapse))
+        except MarginError:
+            raise
+    return out
+
+
+def _targets(cells: list[MarginCells], weights: np.ndarray, population: float) -> list:
+    """Each margin's targets as counts; shares are of the population the margin covers."""
+    out = []
+    total_w = weights.sum()
+    for c in cells:
+        m = c.margin
+        if m.type == "counts":
+            out.append(c.targets.astype(float))
+            continue
+        covered = weights[~c.outside].sum()
+        size = population * (covered / total_w if total_w > 0 else 1.0)
+        out.append(c.targets / c.targets.sum() * size)
+    return out
+
+
+def _check_weights(design: SurveyDesign) -> np.ndarray:
+    d = np.asarray(design.weights, dtype=float)
+    if (d < 0).any():
+        row = int(np.flatnonzero(d < 0)[0])
+        raise WeightingError(f"row {row + 1}: weight {d[row]:g} is negative; cannot weight")
+    return d
+
+
+# ---------------------------------------------------------------------------------------
+# raking by iterative proportional fitting, on collapsed cells
+
+
+@dataclass
+class _RakeResult:
+    factor: np.ndarray  # (cells,) or (cells, R) multiplicative adjustment
+    iterations: int
+    converged: bool
+    errors: list[float]
+
+
+def _ipf(
+    cell_codes: list[np.ndarray],
+    sizes: list[int],
+    base: np.ndarray,
+    targets: list[np.ndarray],
+    tol: float,
+    max_iter: int,
+) -> _RakeResult:
+    """Iterative proportional fitting of cell weights ``base`` (cells,) or (cells, R).
+
+    ``cell_codes[k]`` gives the level of margin ``k`` of every cell (-1: outside it).
+    Converges when every margin is within ``tol`` (relative) of its target.
+    """
+    w = base.copy()
+    two_d = w.ndim == 2
+    errors = [math.inf] * len(targets)
+    iterations = 0
+    converged = False
+    valid = [codes >= 0 for codes in cell_codes]
+    for sweep in range(1, max_iter + 1):
+        iterations = sweep
+        for k, codes in enumerate(cell_codes):
+            v = valid[k]
+            sums = _sum_by(codes[v], w[v], sizes[k])
+            with np.errstate(divide="ignore", invalid="ignore"):
+                ratio = np.where(sums > 0, targets[k].reshape(-1, *([1] * two_d)) / sums, 1.0)
+            w[v] = w[v] * ratio[codes[v]]
+        # check every margin after the sweep (the last one is exact by construction)
+        worst = 0.0
+        for k, codes in enumerate(cell_codes):
+            v = valid[k]
+            sums = _sum_by(codes[v], w[v], sizes[k])
+            t = targets[k].reshape(-1, *([1] * two_d))
+            err = float(_relative_errors(sums, np.broadcast_to(t, sums.shape)).max(initial=0))
+            errors[k] = err
+            worst = max(worst, err)
+        if worst <= tol:
+            converged = True
+            break
+    with np.errstate(divide="ignore", invalid="ignore"):
+        factor = np.where(base > 0, w / base, 1.0)
+    return _RakeResult(factor, iterations, converged, errors)
+
+
+def _sum_by(codes: np.ndarray, values: np.ndarray, size: int) -> np.ndarray:
+    if values.ndim == 1:
+        return np.bincount(codes, weights=values, minlength=size)
+    out = np.zeros((size, values.shape[1]))
+    np.add.at(out, codes, values)
+    return out
+
+
+def _collapse(codes: list[np.ndarray], extra: np.ndarray | None = None):
+    """Distinct combinations of several code arrays: (cell of each row, codes per cell)."""
+    cols = [c for c in codes] + ([extra] if extra is not None else [])
+    stacked = np.stack([c + 1 for c in cols], axis=1)  # -1 -> 0
+    sizes = stacked.max(axis=0) + 1
+    if float(np.prod(sizes.astype(float))) < 2**62:
+        key = np.zeros(len(stacked), dtype=np.int64)
+        for j in range(stacked.shape[1]):
+            key = key * int(sizes[j]) + stacked[:, j]
+        _, first, inverse = np.unique(key, return_index=True, return_inverse=True)
+    else:
+        _, first, inverse = np.unique(stacked, axis=0, return_index=True, return_inverse=True)
+    cell_codes = [c[first] for c in codes]
+    return inverse.astype(np.int64).ravel(), cell_codes, first
+
+
+def rake(
+    design: SurveyDesign,
+    margins: Any,
+    *,
+    tol: float = 1e-10,
+    max_iter: int = 1000,
+    missing: str = "error",
+    collapse: Mapping[str, Mapping[str, str]] | None = None,
+    method: str = "rake",
+) -> SurveyDesign:
+    """Rake the weights to several margins (iterative proportional fitting).
+
+    Parameters
+    ----------
+    margins:
+        :class:`~volna.margins.Margin` objects (simple or crossed, counts or shares,
+        e.g. read from a margins YAML file) or ``{variable: {level: count}}``.
+    tol:
+        stop when every weighted margin is within ``tol`` (relative) of its target.
+    max_iter:
+        the most sweeps over the margins; not converging is an error naming the margin
+        furthest from its target and how far off it is.
+    missing:
+        ``"error"``: a missing value in a margin variable is an error naming the rows;
+        ``"exclude"``: those respondents are outside that margin (not adjusted by it).
+    collapse:
+        ``{variable: {level: into_level}}`` merges levels in data and targets (the
+        explicit way to handle a target level no respondent has).
+
+    >>> import polars as pl
+    >>> from volna.design import SurveyDesign
+    >>> d = SurveyDesign.from_frame(pl.DataFrame({"g": ["a", "a", "b"]}))
+    >>> d.rake({"g": {"a": 30, "b": 70}}).weights.tolist()
+    [15.0, 15.0, 70.0]
+    """
+    margins = Margin.coerce(margins)
+    if not margins:
+        raise WeightingError("rake needs at least one margin")
+    d = _check_weights(design)
+    cells = _cells(design, margins, missing, collapse)
+    population = _population_size(margins, float(d.sum()))
+    targets = _targets(cells, d, population)
+    codes = [c.codes for c in cells]
+    sizes = [c.n_cells for c in cells]
+    row_cell, cell_codes, _ = _collapse(codes)
+    n_cells = int(row_cell.max(initial=-1)) + 1
+    base = np.bincount(row_cell, weights=d, minlength=n_cells)
+    result = _ipf(cell_codes, sizes, base, targets, tol, max_iter)
+    if not result.converged:
+        worst = int(np.argmax(result.errors))
+        raise WeightingError(
+            f"{method} did not converge in {max_iter} sweeps: margin "
+            f"{margins[worst].title} is still {result.errors[worst]:.2e} (relative) off its "
+            "targets; the margins may be inconsistent with each other or with the sample "
+            "(a crossed cell with no respondents), or raise max_iter"
+        )
+    w = d * result.factor[row_cell]
+    x = sp.hstack([_indicators(c.codes, c.n_cells) for c in cells]).tocsr()
+    errors = _margin_errors(cells, targets, w)
+    step = WeightingStep(
+        method=method,
+        margins=tuple(margins),
+        converged=True,
+        iterations=result.iterations,
+        max_error=max(errors.values()),
+        errors=errors,
+        options={"tol": tol, "max_iter": max_iter, "missing": missing},
+        notes=_outside_notes(cells),
+        weights_before=d,
+    )
+    calibration = Calibration(x=x, d=d, w=w)
+    replicate_weights = None
+    if design.replicates is not None:
+        replicate_weights = _rake_replicates(
+            design, codes, sizes, cells, margins, population, tol, max_iter, method
+        )
+    return design.reweighted(w, step, calibration, replicate_weights)
+
+
+def _rake_replicates(design, codes, sizes, cells, margins, population, tol, max_iter, method):
+    """Rake every replicate to the same targets (shares of each replicate's covered part)."""
+    rep = design.replicates.weights
+    n_rep = rep.shape[1]
+    groups = design._replicate_groups()
+    extra = groups.group if groups is not None else np.arange(len(design.weights))
+    row_cell, cell_codes, first = _collapse(codes, extra)
+    n_cells = len(first)
+    base = np.zeros((n_cells, n_rep))
+    np.add.at(base, row_cell, rep)
+    targets_r = []
+    for c in cells:
+        m = c.margin
+        if m.type == "counts":
+            targets_r.append(np.repeat(c.targets[:, None], n_rep, axis=1))
+        else:
+            total = rep.sum(axis=0)
+            covered = rep[~c.outside].sum(axis=0)
+            frac = np.where(total > 0, covered / np.where(total > 0, total, 1), 1.0)
+            targets_r.append((c.targets / c.targets.sum())[:, None] * population * frac[None, :])
+    result = _ipf(cell_codes, sizes, base, targets_r, tol, max_iter)
+    if not result.converged:
+        worst = int(np.argmax(result.errors))
+        raise WeightingError(
+            f"{method} of the replicate weights did not converge in {max_iter} sweeps: "
+            f"margin {margins[worst].title} is {result.errors[worst]:.2e} off in some replicate"
+        )
+    return rep * result.factor[row_cell]
+
+
+def _margin_errors(cells: list[MarginCells], targets: list[np.ndarray], w: np.ndarray):
+    errors = {}
+    for c, t in zip(cells, targets, strict=True):
+        inside = c.codes >= 0
+        achieved = np.bincount(c.codes[inside], weights=w[inside], minlength=c.n_cells)
+        errors[c.margin.title] = float(_relative_errors(achieved, t).max(initial=0.0))
+    return errors
+
+
+def _outside_notes(cells: list[MarginCells]) -> tuple[str, ...]:
+    notes = []
+    for c in cells:
+        k = int(c.outside.sum())
+        if k:
+            notes.append(
+                f"{k} respondent(s) outside margin {c.margin.title} (excluded codes or "
+                "missing values) keep the weight the other margins give them"
+            )
+    return tuple(notes)
+
+
+# ---------------------------------------------------------------------------------------
+# post-stratification
+
+
+def poststratify(
+    design: SurveyDesign,
+    cells: Any,
+    *,
+    missing: str = "error",
+    collapse: Mapping[str, Mapping[str, str]] | None = None,
+) -> SurveyDesign:
+    """Post-stratify: scale the weights in each cell to its known population count.
+
+    ``cells`` is one :class:`~volna.margins.Margin` (one variable, or a crossed margin for
+    joint cells such as age x gender) or ``{variable: {level: count}}``.
+
+    >>> import polars as pl
+    >>> from volna.design import SurveyDesign
+    >>> d = SurveyDesign.from_frame(pl.DataFrame({"g": ["a", "a", "b"]}))
+    >>> d.poststratify({"g": {"a": 30, "b": 70}}).weights.tolist()
+    [15.0, 15.0, 70.0]
+    """
+    margins = Margin.coerce(cells)
+    if len(margins) != 1:
+        raise WeightingError(
+            "poststratify takes one margin (cross the variables for joint cells); "
+            "use rake for several margins"
+        )
+    return rake(
+        design,
+        margins,
+        tol=1e-12,
+        max_iter=2,
+        missing=missing,
+        collapse=collapse,
+        method="poststratify",
+    )
+
+
+# ---------------------------------------------------------------------------------------
+# calibration (GREG, raking and logit distances) by Newton's method, as R's grake
+
+
+def _model_matrix(
+    design: SurveyDesign, auxiliaries: Sequence[str], totals: Mapping[str, Any], missing: str
+):
+    """Columns of the calibration model and their population totals.
+
+    Totals follow R's model matrix names -- ``(Intercept)``, ``var=level`` indicator
+    columns, numeric variable names -- or give a categorical variable's totals as
+    ``{variable: {level: count}}`` (all levels).
+    """
+    data = design.data
+    n = data.height
+    cols: list[np.ndarray] = []
+    names: list[str] = []
+    target: list[float] = []
+    used = set()
+    flat = {str(k): v for k, v in totals.items()}
+    if "(Intercept)" in flat:
+        cols.append(np.ones(n))
+        names.append("(Intercept)")
+        target.append(float(flat["(Intercept)"]))
+        used.add("(Intercept)")
+    for var in auxiliaries:
+        if var not in data.columns:
+            raise WeightingError(f"auxiliary {var} is not a column of the data")
+        series = data.get_column(var)
+        if series.dtype.is_float():
+            series = series.fill_nan(None)
+        nulls = series.is_null().to_numpy()
+        if nulls.any():
+            rows = np.flatnonzero(nulls)
+            more = f" and {len(rows) - 5} more" if len(rows) > 5 else ""
+            raise WeightingError(
+                f"auxiliary {var}: rows {', '.join(str(r + 1) for r in rows[:5])}{more} "
+                "have no value; calibration needs every respondent's auxiliaries (impute "
+                "them or drop those respondents first)"
+            )
+        if var in flat and isinstance(flat[var], Mapping):
+            levels = {str(k): float(v) for k, v in flat[var].items()}
+            used.add(var)
+            values = _as_level_strings(series)
+            unknown = sorted(set(values.unique().to_list()) - set(levels))
+            if unknown:
+                raise WeightingError(
+                    f"auxiliary {var}: data level {unknown[0]} has no population total"
+                )
+            for level, t in levels.items():
+                cols.append((values == level).to_numpy().astype(float))
+                names.append(f"{var}={level}")
+                target.append(t)
+            continue
+        if series.dtype.is_numeric() and var in flat:
+            cols.append(series.cast(pl.Float64).to_numpy())
+            names.append(var)
+            target.append(float(flat[var]))
+            used.add(var)
+            continue
+        values = _as_level_strings(series)
+        keys = [k for k in flat if k.startswith(f"{var}=")]
+        if not keys:
+            raise WeightingError(
+                f"auxiliary {var}: no population total given (expected '{var}' for a "
+                f"number, '{var}=<level>' keys or {{'{var}': {{level: count}}}})"
+            )
+        for key in keys:
+            level = key.split("=", 1)[1]
+            cols.append((values == level).fill_null(False).to_numpy().astype(float))
+            names.append(key)
+            target.append(float(flat[key]))
+            used.add(key)
+    extra = sorted(set(flat) - used)
+    if extra:
+        raise WeightingError(
+            f"population total {extra[0]} matches no auxiliary column; auxiliaries are "
+            + ", ".join(auxiliaries)
+        )
+    x = np.column_stack(cols) if cols else np.zeros((n, 0))
+    return x, names, np.array(target)
+
+
+def _as_level_strings(series: pl.Series) -> pl.Series:
+    if series.dtype.is_float():
+        whole = (series == series.round(0)).fill_null(False)
+        return pl.select(
+            pl.when(whole)
+            .then(series.cast(pl.Int64, strict=False).cast(pl.String))
+            .otherwise(series.cast(pl.String))
+        ).to_series()
+    return series.cast(pl.String)
+
+
+@dataclass(frozen=True)
+class _Distance:
+    """``g = 1 + F(x'eta)`` and its derivative, as R's calfun objects."""
+
+    name: str
+    lower: float
+    upper: float
+
+    def g(self, u: np.ndarray) -> np.ndarray:
+        if self.name == "linear":
+            return np.clip(1.0 + u, self.lower, self.upper)
+        if self.name == "raking":
+            return np.exp(u)
+        lo, hi = self.lower, self.upper
+        a = (hi - lo) / ((1 - lo) * (hi - 1))
+        e = np.exp(np.clip(a * u, -700, 700))
+        return (lo * (hi - 1) + hi * (1 - lo) * e) / ((hi - 1) + (1 - lo) * e)
+
+    def dg(self, u: np.ndarray) -> np.ndarray:
+        if self.name == "linear":
+            g = 1.0 + u
+            return ((g > self.lower) & (g < self.upper)).astype(float)
+        if self.name == "raking":
+            return np.exp(u)
+        return _logit_dg(self.lower, self.upper, u)
+
+
+def _logit_dg(lo: float, hi: float, u: np.ndarray) -> np.ndarray:
+    a = (hi - lo) / ((1 - lo) * (hi - 1))
+    e = np.exp(np.clip(a * u, -700, 700))
+    num = lo * (hi - 1) + hi * (1 - lo) * e
+    den = (hi - 1) + (1 - lo) * e
+    return (hi * (1 - lo) * a * e * den - num * (1 - lo) * a * e) / (den * den)
+
+
+def _grake(
+    x: np.ndarray,
+    d: np.ndarray,
+    target: np.ndarray,
+    dist: _Distance,
+    tol: float,
+    max_iter: int,
+) -> tuple[np.ndarray, int, bool, np.ndarray]:
+    """Solve ``sum d g(x'eta) x = target`` for eta by Newton's method (R's grake)."""
+    p = x.shape[1]
+    eta = np.zeros(p)
+    xd = x * d[:, None]
+    scale = 1.0 + np.abs(target)
+    it = 0
+    g = dist.g(x @ eta)
+    for it in range(1, max_iter + 1):
+        u = x @ eta
+        g = dist.g(u)
+        misfit = target - xd.T @ g
+        if np.all(np.abs(misfit) / scale < tol):
+            return g, it - 1, True, misfit
+        deriv = dist.dg(u)
+        jac = (xd * deriv[:, None]).T @ x
+        step = np.linalg.lstsq(jac, misfit, rcond=None)[0]
+        # halve the step while the weights are not finite or the misfit grows
+        old = np.abs(misfit).max()
+        for _ in range(60):
+            new_eta = eta + step
+            g_new = dist.g(x @ new_eta)
+            new_misfit = target - xd.T @ g_new
+            if np.all(np.isfinite(g_new)) and np.abs(new_misfit).max() <= old * (1 + 1e-12):
+                break
+            step = step / 2
+        eta = new_eta
+    u = x @ eta
+    g = dist.g(u)
+    misfit = target - xd.T @ g
+    return g, it, bool(np.all(np.abs(misfit) / scale < tol)), misfit
+
+
+def calibrate(
+    design: SurveyDesign,
+    auxiliaries: str | Sequence[str],
+    totals: Mapping[str, Any],
+    *,
+    calfun: str = "linear",
+    bounds: tuple[float, float] | None = None,
+    tol: float = 1e-10,
+    max_iter: int = 100,
+) -> SurveyDesign:
+    """Calibrate the weights to known population totals of auxiliary variables.
+
+    Parameters
+    ----------
+    auxiliaries:
+        the calibration variables: numeric (their totals) or categorical (totals of
+        their levels).
+    totals:
+        population totals named as R's model matrix -- ``"(Intercept)"`` (the population
+        size), ``"var=level"`` for levels, ``"var"`` for a numeric variable -- or
+        ``{variable: {level: count}}`` for every level of a categorical one.
+    calfun:
+        the distance: ``"linear"`` (GREG; weights may go negative without bounds),
+        ``"raking"`` (multiplicative, always positive) or ``"logit"`` (bounded; needs
+        ``bounds``).
+    bounds:
+        ``(low, high)`` limits on the g-weights (new weight / old weight). Infeasible
+        bounds are an error saying how far off the totals stay.
+
+    >>> import polars as pl
+    >>> from volna.design import SurveyDesign
+    >>> frame = pl.DataFrame({"x": [1.0, 2.0, 3.0, 4.0]})
+    >>> d = SurveyDesign.from_frame(frame).calibrate(["x"], {"(Intercept)": 8, "x": 24})
+    >>> round(float(d.weights.sum()), 6), round(float((d.weights * frame["x"]).sum()), 6)
+    (8.0, 24.0)
+    """
+    if calfun not in CALFUNS:
+        raise WeightingError(f"calfun={calfun!r}: expected one of {', '.join(CALFUNS)}")
+    auxiliaries = [auxiliaries] if isinstance(auxiliaries, str) else list(auxiliaries)
+    lo, hi = (-math.inf, math.inf) if bounds is None else (float(bounds[0]), float(bounds[1]))
+    if calfun == "logit" and not (math.isfinite(lo) and math.isfinite(hi)):
+        raise WeightingError("calfun='logit' needs finite bounds=(low, high) with low < 1 < high")
+    if bounds is not None and not lo < 1 < hi:
+        raise WeightingError(f"bounds=({lo:g}, {hi:g}) must satisfy low < 1 < high")
+    d = _check_weights(design)
+    x, names, target = _model_matrix(design, auxiliaries, totals, "error")
+    dist = _Distance(calfun, lo, hi)
+    g, iterations, converged, misfit = _grake(x, d, target, dist, tol, max_iter)
+    w = d * g
+    rel = np.abs(misfit) / np.maximum(np.abs(target), 1e-300)
+    if not converged:
+        worst = int(np.argmax(rel))
+        raise WeightingError(
+            f"calibration ({calfun}) did not reach its totals in {max_iter} iterations: "
+            f"{names[worst]} is still {rel[worst]:.2e} (relative) off"
+            + (f" within bounds ({lo:g}, {hi:g}); widen them" if bounds is not None else "")
+        )
+    step = WeightingStep(
+        method="calibrate",
+        converged=True,
+        iterations=iterations,
+        max_error=float(rel.max(initial=0.0)),
+        errors={name: float(e) for name, e in zip(names, rel, strict=True)},
+        options={"calfun": calfun, "bounds": bounds, "auxiliaries": auxiliaries},
+        weights_before=d,
+    )
+    calibration = Calibration(x=sp.csr_matrix(x), d=d, w=w)
+    replicate_weights = None
+    if design.replicates is not None:
+        rep = design.replicates.weights
+        out = np.empty_like(rep)
+        for r in range(rep.shape[1]):
+            g_r, _, ok, mis = _grake(x, rep[:, r], target, dist, tol, max_iter)
+            if not ok:
+                raise WeightingError(
+                    f"calibration ({calfun}) of replicate {r + 1} did not reach its totals "
+                    f"({np.abs(mis).max():.3g} off)"
+                )
+            out[:, r] = rep[:, r] * g_r
+        replicate_weights = out
+    return design.reweighted(w, step, calibration, replicate_weights)
+
+
+# ---------------------------------------------------------------------------------------
+# trimming that keeps the calibration
+
+
+def trim(
+    design: SurveyDesign,
+    upper: float | None = None,
+    lower: float | None = None,
+    *,
+    relative: bool = True,
+    tol: float = 1e-10,
+    max_iter: int = 200,
+) -> SurveyDesign:
+    """Cap extreme weights and re-calibrate, so the margins still hold exactly.
+
+    ``upper`` and ``lower`` are caps on the final weights: multiples of the mean weight
+    (``relative=True``, e.g. ``upper=5``) or absolute weights. The weights are solved
+    again from the weights before the last calibration (rake, post-stratify, calibrate)
+    under those caps (truncated linear distance, as R's ``calibrate(bounds=)`` with
+    bounds on the weights), so every margin is met and no weight leaves the caps. When
+    the caps make that impossible it is an error saying which total stays how far off.
+    Without an earlier calibration the total weight is kept.
+
+    >>> import polars as pl
+    >>> from volna.design import SurveyDesign
+    >>> frame = pl.DataFrame({"g": ["a", "a", "a", "b", "b", "b"],
+    ...                       "w": [1.0, 1.0, 10.0, 2.0, 2.0, 2.0]})
+    >>> d = SurveyDesign.from_frame(frame, weights="w").rake({"g": {"a": 12, "b": 6}})
+    >>> t = d.trim(upper=2)
+    >>> bool(t.weights.max() <= 2 * t.weights.mean() + 1e-9)
+    True
+    >>> round(float(t.weights[:3].sum()), 9), round(float(t.weights[3:].sum()), 9)
+    (12.0, 6.0)
+    """
+    if upper is None and lower is None:
+        raise WeightingError("trim needs upper= and/or lower=")
+    w_now = np.asarray(design.weights, dtype=float)
+    mean = w_now.mean()
+    hi = math.inf if upper is None else float(upper) * (mean if relative else 1.0)
+    lo = 0.0 if lower is None else float(lower) * (mean if relative else 1.0)
+    if not lo < hi:
+        raise WeightingError(f"trim: lower cap {lo:g} is not below upper cap {hi:g}")
+    if design.calibrations:
+        cal = design.calibrations[-1]
+        x, d = cal.x.toarray(), cal.d
+        target = x.T @ cal.w
+        names = [f"calibration total {j + 1}" for j in range(x.shape[1])]
+        if design.weighting and design.weighting[-1].margins:
+            names = _cell_names(design.weighting[-1].margins, x.shape[1]) or names
+    else:
+        x, d = np.ones((len(w_now), 1)), w_now
+        target = np.array([w_now.sum()])
+        names = ["total weight"]
+    g, iterations, converged, misfit = _bounded(x, d, target, lo, hi, tol, max_iter)
+    rel = np.abs(misfit) / np.maximum(np.abs(target), 1e-300)
+    if not converged:
+        worst = int(np.argmax(rel))
+        raise WeightingError(
+            f"trimming to [{lo:.6g}, {hi:.6g}] cannot keep the margins: {names[worst]} stays "
+            f"{rel[worst]:.2e} (relative) off its target; loosen the caps"
+        )
+    w = d * g
+    step = WeightingStep(
+        method="trim",
+        margins=design.weighting[-1].margins if design.calibrations and design.weighting else (),
+        converged=True,
+        iterations=iterations,
+        max_error=float(rel.max(initial=0.0)),
+        errors={"all margins": float(rel.max(initial=0.0))},
+        options={"upper": upper, "lower": lower, "relative": relative, "caps": (lo, hi)},
+        notes=(f"{int(np.sum(np.isclose(w, hi)))} weight(s) at the upper cap {hi:.6g}",),
+        weights_before=w_now,
+    )
+    calibration = Calibration(x=sp.csr_matrix(x), d=d, w=w)
+    replicate_weights = None
+    if design.replicates is not None:
+        # replicates: the same caps relative to each replicate's own weights
+        rep = design.replicates.weights
+        replicate_weights = np.empty_like(rep)
+        for r in range(rep.shape[1]):
+            wr = rep[:, r]
+            ratio = np.where(w_now > 0, wr / np.where(w_now > 0, w_now, 1), 0.0)
+            t_r = x.T @ wr
+            d_r = d * ratio
+            g_r, _, ok, _ = _bounded(x, d_r, t_r, lo * ratio, hi * ratio, tol, max_iter)
+            replicate_weights[:, r] = d_r * g_r if ok else wr * g
+    return design.reweighted(
+        w, step, calibration, replicate_weights, replace_last=bool(design.calibrations)
+    )
+
+
+def _cell_names(margins: Sequence[Margin], p: int) -> list[str] | None:
+    names = [f"{m.title} {'/'.join(cell)}" for m in margins for cell in m.targets]
+    return names if len(names) == p else None
+
+
+def _bounded(
+    x: np.ndarray,
+    d: np.ndarray,
+    target: np.ndarray,
+    lo: float | np.ndarray,
+    hi: float | np.ndarray,
+    tol: float,
+    max_iter: int,
+):
+    """Calibrate ``d`` to ``target`` with every weight ``d g`` kept in ``[lo, hi]``.
+
+    Truncated linear distance: ``g = clip(1 + x'eta, lo/d, hi/d)``, solved by Newton's
+    method on the rows not at a bound (a semi-smooth Newton, with step halving).
+    """
+    with np.errstate(divide="ignore", invalid="ignore"):
+        glo = np.where(d > 0, lo / np.where(d > 0, d, 1), 0.0)
+        ghi = np.where(d > 0, hi / np.where(d > 0, d, 1), np.inf)
+    p = x.shape[1]
+    xd = x * d[:, None]
+    scale = 1.0 + np.abs(target)
+    eta = np.zeros(p)
+
+    def gof(e):
+        return np.clip(1.0 + x @ e, glo, ghi)
+
+    g = gof(eta)
+    misfit = target - xd.T @ g
+    for it in range(1, max_iter + 1):
+        if np.all(np.abs(misfit) / scale < tol):
+            return g, it - 1, True, misfit
+        u = 1.0 + x @ eta
+        free = ((u > glo) & (u < ghi)).astype(float)
+        jac = (xd * free[:, None]).T @ x
+        step = np.linalg.lstsq(jac, misfit, rcond=None)[0]
+        old = np.abs(misfit).max()
+        for _ in range(50):
+            g_new = gof(eta + step)
+            new_misfit = target - xd.T @ g_new
+            if np.abs(new_misfit).max() < old:
+                break
+            step = step / 2
+        else:
+            break
+        eta = eta + step
+        g, misfit = g_new, new_misfit
+    ok = bool(np.all(np.abs(misfit) / scale < tol))
+    return g, max_iter, ok, misfit
