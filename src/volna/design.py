@@ -59,6 +59,7 @@ from volna.errors import VolnaError
 from volna.variance import (
     LONELY_PSU_RULES,
     BlockTotals,
+    CalibrationModel,
     CellSums,
     Presence,
     RatioBlock,
@@ -67,6 +68,9 @@ from volna.variance import (
     block_estimates,
     block_linearization_variance,
     block_totals,
+    calibrated_block_variance,
+    calibration_coefficients,
+    calibration_model,
     cell_sums,
     find_replicate_groups,
     linearization_covariance,
@@ -916,6 +920,8 @@ class SurveyDesign:
                 )
         else:
             coefs = [stratum_coefficients(s, self.lonely_psu) for s in self.stages]
+            model = self._calibration_model()
+            residual_coefs: list[np.ndarray] = []
             top = self._top_units()
             stage1 = self.stages[0]
             lonely = stage1.lonely()
@@ -932,7 +938,16 @@ class SurveyDesign:
                     distinct=distinct,
                 )
                 factor = pres.average_factor if coefs[0].averaged else None
-                var = block_linearization_variance(block, c, theta, tot, self.stages, coefs, factor)
+                if model is None:
+                    var = block_linearization_variance(
+                        block, c, theta, tot, self.stages, coefs, factor
+                    )
+                else:
+                    a = calibration_coefficients(model, block, w, theta, tot.denominator)
+                    residual_coefs.append(a)
+                    var = calibrated_block_variance(
+                        block, c, theta, tot, self.stages, coefs, factor, model, a
+                    )
                 result = BlockResult(theta, var, np.zeros(theta.shape, int), pres, tot)
                 result._degf = self._linear_degf_fn(pres, block.n_bases)
                 results.append(result)
@@ -943,11 +958,24 @@ class SurveyDesign:
                         f"vcov=True for {k} estimates over {self.stages[-1].n_unit_total} "
                         "sampling units needs too much memory; ask for fewer estimates"
                     )
-                cov = linearization_covariance(blocks, cells, thetas, totals, self.stages, coefs)
+                cov = linearization_covariance(
+                    blocks, cells, thetas, totals, self.stages, coefs, model, residual_coefs
+                )
         if cov is not None:
             for r in results:
                 r.covariance = cov
         return results
+
+    def _calibration_model(self) -> CalibrationModel | None:
+        """The calibration steps, prepared once, for weighting-aware linearization."""
+        if not self.calibrations:
+            return None
+        if "calibration" not in self._cache:
+            last = self.stages[-1]
+            self._cache["calibration"] = calibration_model(
+                self.calibrations, last.unit, last.n_unit_total
+            )
+        return self._cache["calibration"]
 
     def _linear_degf_fn(self, pres: Presence, n_bases: int):
         if self.degf_override is not None:

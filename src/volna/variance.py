@@ -645,6 +645,8 @@ def linearization_covariance(
     totals: Sequence[BlockTotals],
     stages: Sequence[Stage],
     coefs: Sequence[StratumCoefficients],
+    calibration: CalibrationModel | None = None,
+    residual_coefs: Sequence[np.ndarray] | None = None,
 ) -> np.ndarray:
     """Full covariance of all estimates of several blocks (dense; for moderate sizes).
 
@@ -663,7 +665,9 @@ def linearization_covariance(
                 vals = (num - theta[c.base] * c.den[:, None]) / tot.denominator[c.base][:, None]
         t = np.zeros((U, B * per))
         cols = c.base[:, None] * per + np.arange(per)[None, :]
-        np.add.at(t, (np.repeat(c.group, per), cols.ravel()), vals.ravel())
+        np.add.at(t, (np.repeat(c.group, per), cols.ravel()), np.nan_to_num(vals.ravel()))
+        if calibration is not None:
+            t -= np.asarray(calibration.unit_c @ residual_coefs[len(columns)])
         columns.append(t)
     t = np.hstack(columns) if columns else np.zeros((U, 0))
     k = t.shape[1]
@@ -1016,3 +1020,144 @@ def replicate_rank(
         if eig.max() > 0:
             ranks[k] = int((eig > eig.max() * 1e-12).sum())
     return ranks
+
+
+# ---------------------------------------------------------------------------------------
+# calibrated (raked, post-stratified, GREG) designs
+
+
+@dataclass(frozen=True, eq=False)
+class CalibrationModel:
+    """The calibration steps of a design, in the form the variance needs them.
+
+    Step ``s`` calibrated weights ``d_s`` to ``w_s`` on columns ``X_s``. R's ``svyrecvar``
+    replaces the influence values ``u``, step after step, by the residuals
+    ``u - w_s X_s B_s^+ X_s' (d_s / w_s) u`` with ``B_s = X_s' diag(d_s) X_s``. Stacking
+    the steps, the residual is ``u - C a`` with ``C = [w_1 X_1, w_2 X_2, ...]`` and the
+    coefficients ``a`` solved step by step (:func:`calibration_coefficients`).
+    """
+
+    xr: tuple[sp.csc_matrix, ...]  # X_s d_s / w_s, (n, p_s)
+    b_pinv: tuple[np.ndarray, ...]  # B_s^+, (p_s, p_s)
+    cross: dict  # (s, t) -> X_s r_s' C_t for t < s, (p_s, p_t)
+    offsets: tuple[int, ...]  # first column of step s in C
+    unit_c: sp.csr_matrix  # C summed by sampling unit of the last stage, (units, P)
+
+    @property
+    def n_columns(self) -> int:
+        return self.offsets[-1]
+
+
+def calibration_model(calibrations, unit: np.ndarray, n_units: int) -> CalibrationModel:
+    """Prepare the calibration steps of a design (``unit``: last-stage unit of each row)."""
+    xr = tuple(c.xr for c in calibrations)
+    xw = [c.xw for c in calibrations]
+    offsets = [0]
+    for x in xw:
+        offsets.append(offsets[-1] + x.shape[1])
+    cross = {}
+    for s in range(len(calibrations)):
+        for t in range(s):
+            cross[(s, t)] = np.asarray((xr[s].T @ xw[t]).todense())
+    c_all = sp.hstack(xw).tocsr()
+    n = c_all.shape[0]
+    to_unit = sp.csr_matrix((np.ones(n), (unit, np.arange(n))), shape=(n_units, n))
+    return CalibrationModel(
+        xr=xr,
+        b_pinv=tuple(c.b_pinv for c in calibrations),
+        cross=cross,
+        offsets=tuple(offsets),
+        unit_c=(to_unit @ c_all).tocsr(),
+    )
+
+
+def calibration_coefficients(
+    model: CalibrationModel,
+    block: RatioBlock,
+    weights: np.ndarray,
+    theta: np.ndarray,
+    denominator: np.ndarray,
+) -> np.ndarray:
+    """Coefficients ``a`` (P, B * per) of the calibration residuals of a block's influence.
+
+    The influence value of row i for estimate (b, l) is
+    ``w_i (num_i [l_i = l] - theta_bl den_i) / D_b`` on the rows of base b (``num_i`` for
+    totals); its regression totals on each step's columns come from two sparse products.
+    """
+    B, per = block.n_bases, block.per
+    n = len(block.base)
+    rows = block.rows()
+    w = weights[rows]
+    num = w if block.numerator is None else w * block.numerator[rows]
+    local = np.zeros(len(rows), np.int64) if block.local is None else block.local[rows]
+    col = block.base[rows].astype(np.int64) * per + local
+    m_num = sp.csr_matrix((num, (rows, col)), shape=(n, B * per))
+    ratio = block.kind != "total"
+    if ratio:
+        den = w if block.denominator is None else w * block.denominator[rows]
+        m_den = sp.csr_matrix((den, (rows, block.base[rows].astype(np.int64))), shape=(n, B))
+        with np.errstate(divide="ignore", invalid="ignore"):
+            inv_d = np.where(denominator != 0, 1.0 / denominator, 0.0)
+        th = np.where(np.isfinite(theta), theta, 0.0)
+    parts = []
+    for s, (xr, b_pinv) in enumerate(zip(model.xr, model.b_pinv, strict=True)):
+        p = xr.shape[1]
+        tn = np.asarray((xr.T @ m_num).todense()).reshape(p, B, per)
+        if ratio:
+            td = np.asarray((xr.T @ m_den).todense())
+            t = (tn - th[None] * td[:, :, None]) * inv_d[None, :, None]
+        else:
+            t = tn
+        t = t.reshape(p, B * per)
+        for u in range(s):
+            t = t - model.cross[(s, u)] @ parts[u]
+        parts.append(b_pinv @ t)
+    return np.vstack(parts)
+
+
+def calibrated_block_variance(
+    block: RatioBlock,
+    cells: CellSums,
+    theta: np.ndarray,
+    totals: BlockTotals,
+    stages: Sequence[Stage],
+    coefs: Sequence[StratumCoefficients],
+    stage1_factor: np.ndarray | None,
+    model: CalibrationModel,
+    a: np.ndarray,
+) -> np.ndarray:
+    """Linearization variances ``(B, per)`` of a block of a calibrated design.
+
+    The residual influence is not zero outside a domain, so every (unit, base) pair has a
+    total: they are laid out densely, ``units x bases`` for a chunk of columns at a time.
+    """
+    B, per = block.n_bases, block.per
+    U = stages[-1].n_unit_total
+    var = np.zeros((B, per))
+    keep = cells.count > 0
+    group, base = cells.group[keep], cells.base[keep]
+    ratio = block.kind != "total"
+    if ratio:
+        den = cells.den[keep]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            inv_d = (1.0 / totals.denominator)[base]
+    a3 = a.reshape(a.shape[0], B, per)
+    unit = np.repeat(np.arange(U), B)
+    bases = np.tile(np.arange(B), U)
+    flat = group * B + base
+    step = max(1, CHUNK_ENTRIES // max(U * B, 1))
+    for c0 in range(0, per, step):
+        c1 = min(per, c0 + step)
+        num = cells.num_columns(c0, c1)[keep]
+        if ratio:
+            with np.errstate(invalid="ignore"):
+                vals = (num - theta[base, c0:c1] * den[:, None]) * inv_d[:, None]
+        else:
+            vals = num
+        vals = np.nan_to_num(vals)
+        correction = model.unit_c @ a3[:, :, c0:c1].reshape(a.shape[0], -1)
+        t = -np.asarray(correction).reshape(U * B, c1 - c0)
+        for j in range(c1 - c0):
+            t[:, j] += np.bincount(flat, weights=vals[:, j], minlength=U * B)
+        var[:, c0:c1] = linearization_variance(stages, coefs, unit, bases, t, B, stage1_factor)
+    return var
