@@ -581,6 +581,13 @@ class SurveyDesign:
         >>> d.replicates.n_replicates, round(d.mean("y").value("se"), 6)
         (3, 1.175889)
         """
+        if self.calibrations:
+            raise DesignError(
+                "this design is already weighted ("
+                + ", ".join(self.spec.get("weighting", []))
+                + "); make the replicate weights first, then weight the replicate design, so "
+                "that every replicate is weighted the same way"
+            )
         if self.replicates is not None:
             raise DesignError("this design already has replicate weights")
         try:

@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import polars as pl
 import scipy.sparse as sp
+from scipy.special import expit
 
 from volna.errors import VolnaError
 from volna.margins import Margin, MarginCells, MarginError
@@ -88,10 +89,22 @@ class Calibration:
     the residual of a ``d``-weighted regression on ``x`` (R's ``svyrecvar``).
     """
 
-    x: sp.csr_matrix
     d: np.ndarray
     w: np.ndarray
+    #: the calibration columns, or how to make them: cell codes and sizes of each margin
+    columns: sp.csr_matrix | tuple[tuple[np.ndarray, int], ...]
     _cache: dict = field(default_factory=dict)
+
+    @property
+    def x(self) -> sp.csr_matrix:
+        """The (n, p) calibration columns, built on first use (variance, trimming)."""
+        if isinstance(self.columns, sp.spmatrix):
+            return self.columns
+        if "x" not in self._cache:
+            self._cache["x"] = sp.hstack(
+                [_indicators(codes, size) for codes, size in self.columns]
+            ).tocsr()
+        return self._cache["x"]
 
     @property
     def b_pinv(self) -> np.ndarray:
@@ -220,26 +233,27 @@ def _ipf(
     Converges when every margin is within ``tol`` (relative) of its target.
     """
     w = base.copy()
-    two_d = w.ndim == 2
     errors = [math.inf] * len(targets)
     iterations = 0
     converged = False
     valid = [codes >= 0 for codes in cell_codes]
+    targets = [t if t.ndim == w.ndim else t[:, None] for t in targets]
     for sweep in range(1, max_iter + 1):
         iterations = sweep
         for k, codes in enumerate(cell_codes):
             v = valid[k]
             sums = _sum_by(codes[v], w[v], sizes[k])
             with np.errstate(divide="ignore", invalid="ignore"):
-                ratio = np.where(sums > 0, targets[k].reshape(-1, *([1] * two_d)) / sums, 1.0)
+                ratio = np.where(sums > 0, targets[k] / sums, 1.0)
             w[v] = w[v] * ratio[codes[v]]
         # check every margin after the sweep (the last one is exact by construction)
         worst = 0.0
         for k, codes in enumerate(cell_codes):
             v = valid[k]
             sums = _sum_by(codes[v], w[v], sizes[k])
-            t = targets[k].reshape(-1, *([1] * two_d))
-            err = float(_relative_errors(sums, np.broadcast_to(t, sums.shape)).max(initial=0))
+            err = float(
+                _relative_errors(sums, np.broadcast_to(targets[k], sums.shape)).max(initial=0)
+            )
             errors[k] = err
             worst = max(worst, err)
         if worst <= tol:
@@ -253,22 +267,38 @@ def _ipf(
 def _sum_by(codes: np.ndarray, values: np.ndarray, size: int) -> np.ndarray:
     if values.ndim == 1:
         return np.bincount(codes, weights=values, minlength=size)
-    out = np.zeros((size, values.shape[1]))
-    np.add.at(out, codes, values)
-    return out
+    indicator = sp.csr_matrix(
+        (np.ones(len(codes)), (codes, np.arange(len(codes)))), shape=(size, len(codes))
+    )
+    return np.asarray(indicator @ values)
 
 
 def _collapse(codes: list[np.ndarray], extra: np.ndarray | None = None):
-    """Distinct combinations of several code arrays: (cell of each row, codes per cell)."""
-    cols = [c for c in codes] + ([extra] if extra is not None else [])
-    stacked = np.stack([c + 1 for c in cols], axis=1)  # -1 -> 0
-    sizes = stacked.max(axis=0) + 1
-    if float(np.prod(sizes.astype(float))) < 2**62:
-        key = np.zeros(len(stacked), dtype=np.int64)
-        for j in range(stacked.shape[1]):
-            key = key * int(sizes[j]) + stacked[:, j]
-        _, first, inverse = np.unique(key, return_index=True, return_inverse=True)
+    """Distinct combinations of several code arrays: (cell of each row, codes per cell).
+
+    Combinations are numbered by a mixed-radix key: a ``bincount`` over the key when
+    the number of possible combinations is moderate, a sort otherwise -- never a table
+    of every possible combination.
+    """
+    cols = [*codes, extra] if extra is not None else list(codes)
+    sizes = [int(c.max(initial=-1)) + 2 for c in cols]  # -1 -> 0
+    if math.prod(float(s) for s in sizes) < 2**62:
+        key = np.zeros(len(cols[0]), dtype=np.int64)
+        for c, size in zip(cols, sizes, strict=True):
+            key *= size
+            key += c + 1
+        possible = math.prod(sizes)
+        if possible <= 1 << 25:
+            seen = np.zeros(possible, dtype=bool)
+            seen[key] = True
+            remap = np.cumsum(seen) - 1
+            inverse = remap[key]
+            first = np.zeros(int(seen.sum()), dtype=np.int64)
+            first[inverse[::-1]] = np.arange(len(key) - 1, -1, -1)
+        else:
+            _, first, inverse = np.unique(key, return_index=True, return_inverse=True)
     else:
+        stacked = np.stack([c + 1 for c in cols], axis=1)
         _, first, inverse = np.unique(stacked, axis=0, return_index=True, return_inverse=True)
     cell_codes = [c[first] for c in codes]
     return inverse.astype(np.int64).ravel(), cell_codes, first
@@ -331,8 +361,8 @@ def rake(
             "(a crossed cell with no respondents), or raise max_iter"
         )
     w = d * result.factor[row_cell]
-    x = sp.hstack([_indicators(c.codes, c.n_cells) for c in cells]).tocsr()
-    errors = _margin_errors(cells, targets, w)
+    # the last sweep measured every margin on the cells: the same sums as on the rows
+    errors = {m.title: float(e) for m, e in zip(margins, result.errors, strict=True)}
     step = WeightingStep(
         method=method,
         margins=tuple(margins),
@@ -344,7 +374,7 @@ def rake(
         notes=_outside_notes(cells),
         weights_before=d,
     )
-    calibration = Calibration(x=x, d=d, w=w)
+    calibration = Calibration(d=d, w=w, columns=tuple((c.codes, c.n_cells) for c in cells))
     replicate_weights = None
     if design.replicates is not None:
         replicate_weights = _rake_replicates(
@@ -381,15 +411,6 @@ def _rake_replicates(design, codes, sizes, cells, margins, population, tol, max_
             f"margin {margins[worst].title} is {result.errors[worst]:.2e} off in some replicate"
         )
     return rep * result.factor[row_cell]
-
-
-def _margin_errors(cells: list[MarginCells], targets: list[np.ndarray], w: np.ndarray):
-    errors = {}
-    for c, t in zip(cells, targets, strict=True):
-        inside = c.codes >= 0
-        achieved = np.bincount(c.codes[inside], weights=w[inside], minlength=c.n_cells)
-        errors[c.margin.title] = float(_relative_errors(achieved, t).max(initial=0.0))
-    return errors
 
 
 def _outside_notes(cells: list[MarginCells]) -> tuple[str, ...]:
@@ -539,37 +560,37 @@ def _as_level_strings(series: pl.Series) -> pl.Series:
 
 @dataclass(frozen=True)
 class _Distance:
-    """``g = 1 + F(x'eta)`` and its derivative, as R's calfun objects."""
+    """``g = 1 + F(x'eta)`` and its derivative, as R's calfun objects.
+
+    The logit distance is written as ``g = lo + (hi - lo) expit(A u + c)`` -- the same
+    function as R's ``cal.logit`` -- which cannot overflow.
+    """
 
     name: str
     lower: float
     upper: float
 
+    def _logit(self, u: np.ndarray) -> tuple[np.ndarray, float]:
+        lo, hi = self.lower, self.upper
+        a = (hi - lo) / ((1 - lo) * (hi - 1))
+        return expit(a * u + math.log((1 - lo) / (hi - 1))), a
+
     def g(self, u: np.ndarray) -> np.ndarray:
         if self.name == "linear":
             return np.clip(1.0 + u, self.lower, self.upper)
         if self.name == "raking":
-            return np.exp(u)
-        lo, hi = self.lower, self.upper
-        a = (hi - lo) / ((1 - lo) * (hi - 1))
-        e = np.exp(np.clip(a * u, -700, 700))
-        return (lo * (hi - 1) + hi * (1 - lo) * e) / ((hi - 1) + (1 - lo) * e)
+            return np.exp(np.minimum(u, 700.0))
+        q, _ = self._logit(u)
+        return self.lower + (self.upper - self.lower) * q
 
     def dg(self, u: np.ndarray) -> np.ndarray:
         if self.name == "linear":
             g = 1.0 + u
             return ((g > self.lower) & (g < self.upper)).astype(float)
         if self.name == "raking":
-            return np.exp(u)
-        return _logit_dg(self.lower, self.upper, u)
-
-
-def _logit_dg(lo: float, hi: float, u: np.ndarray) -> np.ndarray:
-    a = (hi - lo) / ((1 - lo) * (hi - 1))
-    e = np.exp(np.clip(a * u, -700, 700))
-    num = lo * (hi - 1) + hi * (1 - lo) * e
-    den = (hi - 1) + (1 - lo) * e
-    return (hi * (1 - lo) * a * e * den - num * (1 - lo) * a * e) / (den * den)
+            return np.exp(np.minimum(u, 700.0))
+        q, a = self._logit(u)
+        return (self.upper - self.lower) * a * q * (1 - q)
 
 
 def _grake(
@@ -580,36 +601,46 @@ def _grake(
     tol: float,
     max_iter: int,
 ) -> tuple[np.ndarray, int, bool, np.ndarray]:
-    """Solve ``sum d g(x'eta) x = target`` for eta by Newton's method (R's grake)."""
-    p = x.shape[1]
-    eta = np.zeros(p)
-    xd = x * d[:, None]
-    scale = 1.0 + np.abs(target)
+    """Solve ``sum d g(x'eta) x = target`` for eta by Newton's method (R's grake).
+
+    Columns are scaled to comparable sizes first (a total of incomes next to a count of
+    people), and a step is halved while it does not reduce the relative misfit.
+    """
+    scale_cols = np.abs(x).max(axis=0)
+    scale_cols = np.where(scale_cols > 0, scale_cols, 1.0)
+    xs = x / scale_cols
+    ts = target / scale_cols
+    xd = xs * d[:, None]
+    rel_scale = (1.0 + np.abs(target)) / scale_cols
+
+    def misfit_of(eta):
+        g = dist.g(xs @ eta)
+        return g, ts - xd.T @ g
+
+    def size(m):
+        return float(np.sqrt(np.sum((m / rel_scale) ** 2)))
+
+    eta = np.zeros(xs.shape[1])
+    g, misfit = misfit_of(eta)
     it = 0
-    g = dist.g(x @ eta)
     for it in range(1, max_iter + 1):
-        u = x @ eta
-        g = dist.g(u)
-        misfit = target - xd.T @ g
-        if np.all(np.abs(misfit) / scale < tol):
-            return g, it - 1, True, misfit
-        deriv = dist.dg(u)
-        jac = (xd * deriv[:, None]).T @ x
+        if np.all(np.abs(misfit) / rel_scale < tol):
+            return g, it - 1, True, misfit * scale_cols
+        deriv = dist.dg(xs @ eta)
+        jac = (xd * deriv[:, None]).T @ xs
         step = np.linalg.lstsq(jac, misfit, rcond=None)[0]
-        # halve the step while the weights are not finite or the misfit grows
-        old = np.abs(misfit).max()
+        old = size(misfit)
         for _ in range(60):
-            new_eta = eta + step
-            g_new = dist.g(x @ new_eta)
-            new_misfit = target - xd.T @ g_new
-            if np.all(np.isfinite(g_new)) and np.abs(new_misfit).max() <= old * (1 + 1e-12):
+            g_new, m_new = misfit_of(eta + step)
+            if np.all(np.isfinite(g_new)) and size(m_new) < old:
                 break
             step = step / 2
-        eta = new_eta
-    u = x @ eta
-    g = dist.g(u)
-    misfit = target - xd.T @ g
-    return g, it, bool(np.all(np.abs(misfit) / scale < tol)), misfit
+        else:
+            break
+        eta = eta + step
+        g, misfit = g_new, m_new
+    ok = bool(np.all(np.abs(misfit) / rel_scale < tol))
+    return g, it, ok, misfit * scale_cols
 
 
 def calibrate(
@@ -678,7 +709,7 @@ def calibrate(
         options={"calfun": calfun, "bounds": bounds, "auxiliaries": auxiliaries},
         weights_before=d,
     )
-    calibration = Calibration(x=sp.csr_matrix(x), d=d, w=w)
+    calibration = Calibration(d=d, w=w, columns=sp.csr_matrix(x))
     replicate_weights = None
     if design.replicates is not None:
         rep = design.replicates.weights
@@ -737,15 +768,18 @@ def trim(
     lo = 0.0 if lower is None else float(lower) * (mean if relative else 1.0)
     if not lo < hi:
         raise WeightingError(f"trim: lower cap {lo:g} is not below upper cap {hi:g}")
+    # the trimmed weights stay as close as they can to the current ones (linear distance
+    # from them), under the caps, with the calibration totals unchanged
+    d = w_now
     if design.calibrations:
         cal = design.calibrations[-1]
-        x, d = cal.x.toarray(), cal.d
+        x = cal.x.toarray()
         target = x.T @ cal.w
         names = [f"calibration total {j + 1}" for j in range(x.shape[1])]
         if design.weighting and design.weighting[-1].margins:
             names = _cell_names(design.weighting[-1].margins, x.shape[1]) or names
     else:
-        x, d = np.ones((len(w_now), 1)), w_now
+        x = np.ones((len(w_now), 1))
         target = np.array([w_now.sum()])
         names = ["total weight"]
     g, iterations, converged, misfit = _bounded(x, d, target, lo, hi, tol, max_iter)
@@ -768,19 +802,21 @@ def trim(
         notes=(f"{int(np.sum(np.isclose(w, hi)))} weight(s) at the upper cap {hi:.6g}",),
         weights_before=w_now,
     )
-    calibration = Calibration(x=sp.csr_matrix(x), d=d, w=w)
+    calibration = None
+    if design.calibrations:
+        # the variance keeps the calibration model, now with the trimmed weights
+        cal = design.calibrations[-1]
+        calibration = Calibration(d=cal.d, w=w, columns=cal.columns)
     replicate_weights = None
     if design.replicates is not None:
-        # replicates: the same caps relative to each replicate's own weights
+        # each replicate trimmed the same way, caps scaled to the replicate's weights
         rep = design.replicates.weights
         replicate_weights = np.empty_like(rep)
         for r in range(rep.shape[1]):
             wr = rep[:, r]
             ratio = np.where(w_now > 0, wr / np.where(w_now > 0, w_now, 1), 0.0)
-            t_r = x.T @ wr
-            d_r = d * ratio
-            g_r, _, ok, _ = _bounded(x, d_r, t_r, lo * ratio, hi * ratio, tol, max_iter)
-            replicate_weights[:, r] = d_r * g_r if ok else wr * g
+            g_r, _, ok, _ = _bounded(x, wr, x.T @ wr, lo * ratio, hi * ratio, tol, max_iter)
+            replicate_weights[:, r] = wr * g_r if ok else wr * g
     return design.reweighted(
         w, step, calibration, replicate_weights, replace_last=bool(design.calibrations)
     )
