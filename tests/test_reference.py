@@ -24,9 +24,11 @@ from volna.design import SurveyDesign
 from volna.margins import Margin
 
 HERE = Path(__file__).parent
-CASES_FILE = Path(
-    os.environ.get("VOLNA_REFERENCE_CASES", HERE / "fixtures" / "reference" / "cases.json")
-)
+FIXTURE = HERE / "fixtures" / "reference"
+CASES_FILE = Path(os.environ.get("VOLNA_REFERENCE_CASES", FIXTURE / "cases.json"))
+#: without VOLNA_REFERENCE_CASES, volna's own R cases for weighting run too
+#: (made by fixtures/reference/make_weighting_cases.R)
+EXTRA_FILES = [] if "VOLNA_REFERENCE_CASES" in os.environ else [FIXTURE / "cases_weighting.json"]
 FIELDS = ("estimate", "se", "ci_low", "ci_high", "deff", "statistic", "df", "p_value")
 WEIGHTING_STEPS = {"rake", "poststratify", "calibrate", "trim"}
 #: R's rake() stops after few iterations (maxit=10, epsilon=1 weight unit) where volna
@@ -36,9 +38,12 @@ NOT_YET: set[str] = set()
 
 
 def load_cases() -> list[dict[str, Any]]:
-    with open(CASES_FILE, encoding="utf-8") as fh:
-        doc = json.load(fh)
-    return doc["cases"] if isinstance(doc, dict) else doc
+    cases = []
+    for path in [CASES_FILE, *EXTRA_FILES]:
+        with open(path, encoding="utf-8") as fh:
+            doc = json.load(fh)
+        cases.extend(doc["cases"] if isinstance(doc, dict) else doc)
+    return cases
 
 
 def data_path(name: str) -> Path:
@@ -93,7 +98,8 @@ def apply_steps(design: SurveyDesign, steps: list[dict[str, Any]]) -> SurveyDesi
     for step in steps:
         op = step["op"]
         if op == "rake":
-            design = design.rake(step["margins"])
+            # R's rake() linearizes with its own backfitting sweeps (see volna.weighting)
+            design = design.rake(step["margins"], variance="rake")
         elif op == "poststratify":
             if "cells" in step:
                 cells = Margin.of(step["variables"], step["cells"])

@@ -1038,7 +1038,7 @@ class CalibrationModel:
     """
 
     xr: tuple[sp.csc_matrix, ...]  # X_s d_s / w_s, (n, p_s)
-    b_pinv: tuple[np.ndarray, ...]  # B_s^+, (p_s, p_s)
+    solvers: tuple  # per step: regression totals (p_s, k) -> coefficients (p_s, k)
     cross: dict  # (s, t) -> X_s r_s' C_t for t < s, (p_s, p_t)
     offsets: tuple[int, ...]  # first column of step s in C
     unit_c: sp.csr_matrix  # C summed by sampling unit of the last stage, (units, P)
@@ -1064,7 +1064,7 @@ def calibration_model(calibrations, unit: np.ndarray, n_units: int) -> Calibrati
     to_unit = sp.csr_matrix((np.ones(n), (unit, np.arange(n))), shape=(n_units, n))
     return CalibrationModel(
         xr=xr,
-        b_pinv=tuple(c.b_pinv for c in calibrations),
+        solvers=tuple(c.solve for c in calibrations),
         cross=cross,
         offsets=tuple(offsets),
         unit_c=(to_unit @ c_all).tocsr(),
@@ -1100,7 +1100,7 @@ def calibration_coefficients(
             inv_d = np.where(denominator != 0, 1.0 / denominator, 0.0)
         th = np.where(np.isfinite(theta), theta, 0.0)
     parts = []
-    for s, (xr, b_pinv) in enumerate(zip(model.xr, model.b_pinv, strict=True)):
+    for s, (xr, solve) in enumerate(zip(model.xr, model.solvers, strict=True)):
         p = xr.shape[1]
         tn = np.asarray((xr.T @ m_num).todense()).reshape(p, B, per)
         if ratio:
@@ -1111,7 +1111,7 @@ def calibration_coefficients(
         t = t.reshape(p, B * per)
         for u in range(s):
             t = t - model.cross[(s, u)] @ parts[u]
-        parts.append(b_pinv @ t)
+        parts.append(solve(t))
     return np.vstack(parts)
 
 

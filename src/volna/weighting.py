@@ -28,6 +28,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from itertools import pairwise
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -87,13 +88,38 @@ class Calibration:
     Linearization replaces each influence value ``u_i`` by
     ``u_i - w_i x_i' B^+ sum_j x_j (d_j / w_j) u_j`` with ``B = sum_j d_j x_j x_j'``:
     the residual of a ``d``-weighted regression on ``x`` (R's ``svyrecvar``).
+
+    ``variance="rake"`` reproduces R's ``rake()`` instead: ten backfitting sweeps that
+    subtract, margin by margin, the *unweighted* mean of ``u / w`` within each level.
+    It equals the regression residual when weights are constant within every cell (as
+    in R's examples) and otherwise differs from it (by up to 2.5% in the SE on NHANES);
+    volna keeps it only to reproduce R's published numbers.
     """
 
     d: np.ndarray
     w: np.ndarray
     #: the calibration columns, or how to make them: cell codes and sizes of each margin
     columns: sp.csr_matrix | tuple[tuple[np.ndarray, int], ...]
+    variance: str = "regression"
     _cache: dict = field(default_factory=dict)
+
+    def solve(self, t: np.ndarray) -> np.ndarray:
+        """Residual coefficients ``a`` (p, k) from the regression totals ``t = xr' u``."""
+        if self.variance == "regression":
+            return self.b_pinv @ t
+        if "backfit" not in self._cache:
+            x = self.x
+            counts = np.asarray(x.sum(axis=0)).ravel()
+            xtx = np.asarray((x.T @ x).todense())
+            sizes = [size for _, size in self.columns]
+            self._cache["backfit"] = (counts, xtx, np.cumsum([0, *sizes]))
+        counts, xtx, edges = self._cache["backfit"]
+        a = np.zeros_like(t)
+        inv = np.where(counts > 0, 1.0 / np.where(counts > 0, counts, 1.0), 0.0)
+        for _ in range(10):  # R's svyrecvar: ten sweeps, whatever the convergence
+            for j0, j1 in pairwise(edges):
+                a[j0:j1] += (t[j0:j1] - xtx[j0:j1] @ a) * inv[j0:j1, None]
+        return a
 
     @property
     def x(self) -> sp.csr_matrix:
@@ -118,8 +144,9 @@ class Calibration:
     def xr(self) -> sp.csc_matrix:
         """``x_j * d_j / w_j``: how a row's influence enters the regression totals."""
         if "xr" not in self._cache:
+            num = self.d if self.variance == "regression" else np.ones_like(self.w)
             with np.errstate(divide="ignore", invalid="ignore"):
-                r = np.where(self.w != 0, self.d / self.w, 0.0)
+                r = np.where(self.w != 0, num / self.w, 0.0)
             self._cache["xr"] = self.x.multiply(r[:, None]).tocsc()
         return self._cache["xr"]
 
@@ -312,6 +339,7 @@ def rake(
     max_iter: int = 1000,
     missing: str = "error",
     collapse: Mapping[str, Mapping[str, str]] | None = None,
+    variance: str = "regression",
     method: str = "rake",
 ) -> SurveyDesign:
     """Rake the weights to several margins (iterative proportional fitting).
@@ -332,6 +360,11 @@ def rake(
     collapse:
         ``{variable: {level: into_level}}`` merges levels in data and targets (the
         explicit way to handle a target level no respondent has).
+    variance:
+        how linearization accounts for the raking: ``"regression"`` (the residuals of
+        the calibration model, as R's ``calibrate``; exact for any weights) or
+        ``"rake"`` (R's ``rake()``: ten backfitting sweeps of unweighted cell means,
+        to reproduce R's numbers).
 
     >>> import polars as pl
     >>> from volna.design import SurveyDesign
@@ -374,7 +407,11 @@ def rake(
         notes=_outside_notes(cells),
         weights_before=d,
     )
-    calibration = Calibration(d=d, w=w, columns=tuple((c.codes, c.n_cells) for c in cells))
+    if variance not in ("regression", "rake"):
+        raise WeightingError(f"variance={variance!r}: expected 'regression' or 'rake'")
+    calibration = Calibration(
+        d=d, w=w, columns=tuple((c.codes, c.n_cells) for c in cells), variance=variance
+    )
     replicate_weights = None
     if design.replicates is not None:
         replicate_weights = _rake_replicates(
