@@ -599,6 +599,31 @@ def _element_variance(
     weighted sums by (stratum, base, level) -- two ``bincount`` s for proportions --
     and no ``rows x levels`` matrix is ever built.
     """
+    moments = _element_moments(block, cells, theta, totals, stage)
+    if moments is None:
+        return None
+    s1, s2 = moments
+    return _stratum_variance(s1, s2, stage, coefs, stage1_factor)
+
+
+def _stratum_variance(s1, s2, stage: Stage, coefs: StratumCoefficients, stage1_factor):
+    """``sum_h coef_h sum_u (T_u - mean_h)^2`` from the sums ``s1``, ``s2`` (H, B, per)."""
+    nh = stage.n_units[:, None, None].astype(float)
+    centred = coefs.centred[:, None, None]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ss = np.where(centred, s2 - s1 * s1 / nh, s2)
+    # rounding can leave a tiny negative sum of squares where all values are equal
+    ss = np.maximum(ss, 0.0)
+    var = (ss * coefs.coef[:, None, None]).sum(axis=0)
+    if stage1_factor is not None:
+        var = var * stage1_factor[:, None]
+    return var
+
+
+def _element_moments(
+    block: RatioBlock, cells: CellSums, theta: np.ndarray, totals: BlockTotals, stage: Stage
+) -> tuple[np.ndarray, np.ndarray] | None:
+    """Sums of influence values and of their squares by (stratum, base, level)."""
     B, per, H = block.n_bases, block.per, stage.n_strata
     if H * B * per > MOMENT_LIMIT:
         return None
@@ -615,27 +640,17 @@ def _element_variance(
 
     a1, a2 = by_level(v), by_level(v * v)
     if block.kind == "total":
-        s1, s2 = a1, a2
+        return a1, a2
+    if block.counts_only:
+        a3, b1, b2 = a2, a1.sum(axis=2, keepdims=True), a2.sum(axis=2, keepdims=True)
     else:
-        if block.counts_only:
-            a3, b1, b2 = a2, a1.sum(axis=2, keepdims=True), a2.sum(axis=2, keepdims=True)
-        else:
-            a3, b1, b2 = by_level(v * d), by_base(d), by_base(d * d)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            inv_d = (1.0 / totals.denominator)[None, :, None]
-            th = theta[None]
-            s1 = (a1 - th * b1) * inv_d
-            s2 = (a2 - 2 * th * a3 + th * th * b2) * inv_d * inv_d
-    nh = stage.n_units[:, None, None]
-    centred = coefs.centred[:, None, None]
+        a3, b1, b2 = by_level(v * d), by_base(d), by_base(d * d)
     with np.errstate(divide="ignore", invalid="ignore"):
-        ss = np.where(centred, s2 - s1 * s1 / nh, s2)
-    # rounding can leave a tiny negative sum of squares where all values are equal
-    ss = np.maximum(ss, 0.0)
-    var = (ss * coefs.coef[:, None, None]).sum(axis=0)
-    if stage1_factor is not None:
-        var = var * stage1_factor[:, None]
-    return var
+        inv_d = (1.0 / totals.denominator)[None, :, None]
+        th = theta[None]
+        s1 = (a1 - th * b1) * inv_d
+        s2 = (a2 - 2 * th * a3 + th * th * b2) * inv_d * inv_d
+    return s1, s2
 
 
 def linearization_covariance(
@@ -1042,6 +1057,7 @@ class CalibrationModel:
     cross: dict  # (s, t) -> X_s r_s' C_t for t < s, (p_s, p_t)
     offsets: tuple[int, ...]  # first column of step s in C
     unit_c: sp.csr_matrix  # C summed by sampling unit of the last stage, (units, P)
+    cache: dict = field(default_factory=dict)
 
     @property
     def n_columns(self) -> int:
@@ -1132,6 +1148,12 @@ def calibrated_block_variance(
     total: they are laid out densely, ``units x bases`` for a chunk of columns at a time.
     """
     B, per = block.n_bases, block.per
+    if len(stages) == 1:
+        fast = calibrated_one_stage_variance(
+            block, cells, theta, totals, stages[0], coefs[0], stage1_factor, model, a
+        )
+        if fast is not None:
+            return fast
     U = stages[-1].n_unit_total
     var = np.zeros((B, per))
     keep = cells.count > 0
@@ -1161,3 +1183,96 @@ def calibrated_block_variance(
             t[:, j] += np.bincount(flat, weights=vals[:, j], minlength=U * B)
         var[:, c0:c1] = linearization_variance(stages, coefs, unit, bases, t, B, stage1_factor)
     return var
+
+
+def _stratum_moments(model: CalibrationModel, stage: Stage) -> tuple[np.ndarray, np.ndarray]:
+    """Sums ``sum_u C_u`` (H, P) and ``sum_u C_u C_u'`` (H, P, P) of the units of each stratum."""
+    key = ("moments", id(stage))
+    if key not in model.cache:
+        c = model.unit_c
+        H, P = stage.n_strata, c.shape[1]
+        h = stage.unit_stratum.astype(np.int64)
+        to_h = sp.csr_matrix((np.ones(len(h)), (h, np.arange(len(h)))), shape=(H, len(h)))
+        c_sum = np.asarray((to_h @ c).todense())
+        q = np.zeros((H, P, P))
+        order = np.argsort(h, kind="stable")
+        edges = np.searchsorted(h[order], np.arange(H + 1))
+        sorted_c = c[order]
+        for s in range(H):
+            block = sorted_c[edges[s] : edges[s + 1]]
+            q[s] = (block.T @ block).toarray()
+        model.cache[key] = (c_sum, q)
+    return model.cache[key]
+
+
+def calibrated_one_stage_variance(
+    block: RatioBlock,
+    cells: CellSums,
+    theta: np.ndarray,
+    totals: BlockTotals,
+    stage: Stage,
+    coefs: StratumCoefficients,
+    stage1_factor: np.ndarray | None,
+    model: CalibrationModel,
+    a: np.ndarray,
+) -> np.ndarray | None:
+    """Variances of a block of a calibrated one-stage design, from moments by stratum.
+
+    With ``T_u = S_u - C_u'a`` (influence total of unit u minus its calibration part),
+    ``sum_h T`` and ``sum_h T^2`` expand into the block's own sums of ``S`` and ``S^2``,
+    the cross sums ``sum_h S_u C_u'a`` -- linear in ``G = sum num C_u`` and
+    ``sum den C_u`` by (stratum, base, level), two sparse products -- and the quadratic
+    forms ``a' (sum_h C_u C_u') a``: nothing of size units x estimates is ever built.
+    Returns None when the strata are too many for the (H, P, P) moments.
+    """
+    B, per = block.n_bases, block.per
+    H, P = stage.n_strata, a.shape[0]
+    if H * P * P > MOMENT_LIMIT or H * B * per * max(P, 1) > MOMENT_LIMIT:
+        return None
+    c_sum, q = _stratum_moments(model, stage)
+    U = stage.n_unit_total
+    ratio = block.kind != "total"
+    keep = cells.count > 0 if cells.local is None else slice(None)
+    unit, base = cells.group[keep], cells.base[keep]
+    key_hb = stage.unit_stratum[unit].astype(np.int64) * B + base
+    if cells.local is not None:
+        moments = _element_moments(block, cells, theta, totals, stage)
+        if moments is None:
+            return None
+        s1, s2 = moments
+        g_num = sp.csr_matrix(
+            (cells.value, (key_hb * per + cells.local, unit)), shape=(H * B * per, U)
+        )
+    else:
+        num = cells.num_columns(0, per)[keep]
+        if ratio:
+            with np.errstate(divide="ignore", invalid="ignore"):
+                inv_d = (1.0 / totals.denominator)[base]
+                vals = (num - theta[base] * cells.den[keep][:, None]) * inv_d[:, None]
+        else:
+            vals = num
+        vals = np.nan_to_num(vals)
+        s1 = group_sum(key_hb, H * B, vals).reshape(H, B, per)
+        s2 = group_sum(key_hb, H * B, vals * vals).reshape(H, B, per)
+        rows = (key_hb[:, None] * per + np.arange(per)[None, :]).ravel()
+        g_num = sp.csr_matrix((num.ravel(), (rows, np.repeat(unit, per))), shape=(H * B * per, U))
+    a3 = a.reshape(P, B, per)
+    a_flat = a.reshape(P, B * per)
+    # cross sums: sum over units of S_u (C_u . a), from G = (sums of num and den) x C
+    gn = np.asarray((g_num @ model.unit_c).todense()).reshape(H, B, per, P)
+    cross = np.einsum("hblp,pbl->hbl", gn, a3)
+    if ratio:
+        den = cells.den[keep]
+        g_den = sp.csr_matrix((den, (key_hb, unit)), shape=(H * B, U))
+        gd = np.asarray((g_den @ model.unit_c).todense()).reshape(H, B, P)
+        cd = np.einsum("hbp,pbl->hbl", gd, a3)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            inv = np.where(totals.denominator != 0, 1.0 / totals.denominator, 0.0)
+        th = np.where(np.isfinite(theta), theta, 0.0)
+        cross = (cross - th[None] * cd) * inv[None, :, None]
+    s1 = np.nan_to_num(s1)
+    s2 = np.nan_to_num(s2)
+    sum_t = s1 - (c_sum @ a_flat).reshape(H, B, per)
+    quad = np.einsum("hpk,pk->hk", q @ a_flat, a_flat).reshape(H, B, per)
+    sum_t2 = s2 - 2 * cross + quad
+    return _stratum_variance(sum_t, sum_t2, stage, coefs, stage1_factor)
