@@ -13,11 +13,24 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
-## demo: generate the synthetic OK Russians study, validate it, summarise it
+## demo: generate the synthetic OK Russians study, validate it, summarise it, weight it
+# Weighting: The Bell's 2024 destination stock and the illustrative age x gender margin.
+# The generated data (n 2000, seed 1) have respondents in every target cell, and every
+# destination The Bell does not name goes to its "other" level, so no --collapse is
+# needed; gender "other"/"refuse" are excluded by the margin itself (outside it, they
+# keep the weight the destination margin gives them) and age and gender are required
+# questions, so --missing stays "error". --compare shows what weighting changed.
 demo: $(STAMP)
 	$(BIN)/volna example okrussians --n 2000 --seed 1 -o $(OUT)/okrussians/data.csv
 	$(BIN)/volna validate examples/okrussians/questionnaire.yaml $(OUT)/okrussians/data.csv
 	$(BIN)/volna summary examples/okrussians/questionnaire.yaml $(OUT)/okrussians/data.csv
+	$(BIN)/volna weight $(OUT)/okrussians/data.csv \
+		--questionnaire examples/okrussians/questionnaire.yaml \
+		--margins examples/okrussians/margins.yaml \
+		--use destination_bell_2024,age_gender_illustrative \
+		--report \
+		--compare destination=TR,destination=GE,sector=it,vote_2021=ur,plans=stay,fears/conscription \
+		--out $(OUT)/okrussians/weighted.csv
 
 ## test: lint and the whole test suite
 test: $(STAMP)

@@ -165,6 +165,187 @@ def convert(
     out.print(f"{data} -> {output}: {frame.height} rows, {frame.width} columns")
 
 
+class WeightMethod(StrEnum):
+    rake = "rake"
+    poststratify = "poststratify"
+
+
+class MissingPolicy(StrEnum):
+    error = "error"
+    exclude = "exclude"
+
+
+@app.command()
+def weight(
+    data: DataArg,
+    margins: Annotated[
+        Path,
+        typer.Option(
+            "--margins", help="The margins YAML file (schema: examples/okrussians/margins.yaml)."
+        ),
+    ],
+    use: Annotated[
+        str | None,
+        typer.Option(
+            "--use", help="Margins to weight to, by name, comma-separated (default: all)."
+        ),
+    ] = None,
+    questionnaire: Annotated[
+        Path | None,
+        typer.Option(
+            "--questionnaire",
+            "-q",
+            help="Read DATA with this questionnaire (without it every column is read as text).",
+        ),
+    ] = None,
+    weights: Annotated[
+        str | None,
+        typer.Option("--weights", help="Column of sampling weights (default: 1 for everyone)."),
+    ] = None,
+    method: Annotated[
+        WeightMethod, typer.Option(help="rake (several margins) or poststratify (one margin).")
+    ] = WeightMethod.rake,
+    tol: Annotated[
+        float, typer.Option(help="Stop raking when every margin is this close (relative).")
+    ] = 1e-10,
+    max_iter: Annotated[int, typer.Option("--max-iter", min=1, help="Most raking sweeps.")] = 1000,
+    missing: Annotated[
+        MissingPolicy,
+        typer.Option(
+            help="A missing value in a margin variable: error, or exclude the respondent."
+        ),
+    ] = MissingPolicy.error,
+    collapse: Annotated[
+        list[str] | None,
+        typer.Option(help="Merge a level in data and targets: variable:level=into (repeatable)."),
+    ] = None,
+    trim_upper: Annotated[
+        float | None,
+        typer.Option("--trim-upper", help="Cap the weights at X times the mean, keeping margins."),
+    ] = None,
+    out_file: Annotated[
+        Path | None,
+        typer.Option("--out", help="Write the data with the new weights (csv, xlsx, parquet...)."),
+    ] = None,
+    weight_column: Annotated[
+        str, typer.Option("--weight-column", help="Name of the new weight column.")
+    ] = "weight",
+    report: Annotated[
+        bool, typer.Option("--report", help="Print the diagnostics: weights, margins, steps.")
+    ] = False,
+    compare: Annotated[
+        str | None,
+        typer.Option(
+            "--compare",
+            help="Proportions before and after weighting: var or var=level, comma-separated.",
+        ),
+    ] = None,
+) -> None:
+    """Weight DATA to known population margins and say what the weighting changed."""
+    import polars as pl
+
+    from volna.design import SurveyDesign
+    from volna.diagnostics import diagnose
+    from volna.margins import MarginError, parse_collapse, read_margins, select_margins
+    from volna.weighting import WeightingError
+
+    chosen = select_margins(read_margins(margins), use)
+    merges = parse_collapse(collapse or [])
+    frame, q = _read_for_weighting(data, questionnaire, weights, chosen)
+    if weight_column in frame.columns:
+        raise WeightingError(
+            f"{data}: column {weight_column} already exists; name the new weights with "
+            "--weight-column"
+        )
+    base = SurveyDesign.from_frame(frame, weights=weights)
+    try:
+        if method is WeightMethod.rake:
+            weighted = base.rake(
+                chosen, tol=tol, max_iter=max_iter, missing=missing.value, collapse=merges
+            )
+        else:
+            weighted = base.poststratify(chosen, missing=missing.value, collapse=merges)
+        if trim_upper is not None:
+            weighted = weighted.trim(upper=trim_upper)
+    except (MarginError, WeightingError) as exc:
+        raise type(exc)(f"{data}: {_as_options(str(exc))}") from None
+
+    names = ", ".join(m.title for m in chosen)
+    out.print(f"{data}: {frame.height} respondents weighted to {names}", markup=False)
+    if not report:  # the report has its own, fuller account of the steps
+        for step in weighted.weighting:
+            out.print(step.describe(), markup=False, highlight=False)
+    if report or compare:
+        result = diagnose(
+            weighted,
+            collapse=merges,
+            compare=[c for c in (compare or "").split(",") if c.strip()],
+            unweighted=base,
+        )
+        if report:
+            out.print("")
+            out.print(result.to_text(), markup=False, highlight=False)
+        else:
+            out.print("")
+            out.print(result.to_text(["estimates"]), markup=False, highlight=False)
+    if out_file is not None:
+        from volna.io import write
+
+        column = pl.Series(weight_column, weighted.weights, dtype=pl.Float64)
+        write(frame.with_columns(column), out_file, q)
+        out.print(f"wrote {out_file} (weights in column {weight_column})", markup=False)
+
+
+def _as_options(message: str) -> str:
+    """Say ``--collapse var:level=into`` where the library says ``collapse={...}``."""
+    import re
+
+    message = message.replace("missing='exclude'", "--missing exclude")
+    return re.sub(
+        r"collapse=\{'([^']*)': \{'([^']*)': '([^']*)'\}\}", r"--collapse \1:\2=\3", message
+    )
+
+
+def _read_for_weighting(data: Path, questionnaire: Path | None, weights: str | None, margins):
+    """The responses and the questionnaire to write them with.
+
+    Without a questionnaire every column is text, except the sampling weights and the
+    numbers margins cut into bins, which must then be numbers.
+    """
+    import polars as pl
+
+    from volna.io import read, read_raw
+    from volna.questionnaire.model import Questionnaire
+
+    if questionnaire is not None:
+        q = _load(questionnaire)
+        frame = read(data, q, unknown_columns="keep")
+    else:
+        q = Questionnaire.loads("id: responses\nquestions: []", "<no questionnaire>")
+        frame = read_raw(data).frame
+    numeric = [weights] if weights else []
+    numeric += [b.source for m in margins for b in m.derived.values()]
+    for col in dict.fromkeys(numeric):
+        if col in frame.columns and frame.schema[col] == pl.String:
+            frame = frame.with_columns(_numbers(frame.get_column(col), data))
+    return frame, q
+
+
+def _numbers(text, data: Path):
+    """A text column as numbers; a cell that is not a number is an error naming it."""
+    import polars as pl
+
+    from volna.errors import ReadError
+
+    cleaned = text.str.strip_chars()
+    values = cleaned.cast(pl.Float64, strict=False)
+    bad = (values.is_null() & cleaned.is_not_null() & (cleaned != "")).arg_true()
+    if len(bad):
+        row = int(bad[0])
+        raise ReadError(f"{data}: row {row + 1}, column {text.name}: {text[row]!r} is not a number")
+    return values
+
+
 class Study(StrEnum):
     okrussians = "okrussians"
 

@@ -4,7 +4,9 @@ A :class:`Margin` is one table of population figures -- a simple margin (one var
 or a crossed one (age group x gender) -- as counts or as shares, with its source and
 reference date. :meth:`Margin.cells` maps the respondents onto its cells, saying by
 name which data level has no target and which target has no respondent, instead of
-guessing (the trap of lumping or dropping levels silently).
+guessing (the trap of lumping or dropping levels silently). :func:`read_margins` reads
+margins files (the schema is at the top of ``examples/okrussians/margins.yaml``), naming
+the file, line, margin and key of every mistake; :func:`select_margins` picks some by name.
 
 >>> import polars as pl
 >>> m = Margin.of("sex", {"f": 52, "m": 48}, type="shares")
@@ -15,15 +17,19 @@ guessing (the trap of lumping or dropping levels silently).
 
 from __future__ import annotations
 
+import datetime as dt
 import math
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import polars as pl
 
-from volna.errors import VolnaError
+from volna.errors import QuestionnaireError, VolnaError
+from volna.questionnaire.yaml_format import _kind, _Map, _parse_yaml, _Seq
 
 MARGIN_TYPES = ("counts", "shares")
 MISSING_POLICIES = ("error", "exclude")
@@ -238,12 +244,19 @@ class Margin:
             )
             targets[merged] = targets.get(merged, 0.0) + float(value)
         labels = list(targets)
-        key = cols[0] if len(cols) == 1 else pl.concat_str(cols, separator=_SEP)
+        key = (
+            cols[0]
+            if len(cols) == 1
+            else pl.select(pl.concat_str(cols, separator=_SEP)).to_series()
+        )
         lookup = {_SEP.join(cell): i for i, cell in enumerate(labels)}
         found = key.replace_strict(lookup, default=-1, return_dtype=pl.Int64).to_numpy()
         found = np.where(outside, -1, found)
-        if self.other is not None and len(self.variables) == 1 and (self.other,) in lookup:
-            found = np.where((found < 0) & ~outside, lookup[self.other], found)
+        if self.other is not None and len(self.variables) == 1:
+            # lookup is keyed by joined levels; the other level may itself be collapsed
+            other = str(collapse.get(self.variables[0], {}).get(self.other, self.other))
+            if other in lookup:
+                found = np.where((found < 0) & ~outside, lookup[other], found)
         unmatched = (found < 0) & ~outside
         if unmatched.any():
             counts = key.filter(pl.Series(unmatched)).value_counts(sort=True)
@@ -328,3 +341,483 @@ def _number(value: Any) -> float:
         return float(value)
     except (TypeError, ValueError):
         raise MarginError(f"margin target {value!r} is not a number") from None
+
+
+# ---------------------------------------------------------------------------------------
+# margins files (YAML)
+
+_FILE_KEYS = ("margins",)
+_MARGIN_KEYS = (
+    "name",
+    "variables",
+    "derived",
+    "type",
+    "targets",
+    "other",
+    "excluded",
+    "total",
+    "population",
+    "reference_date",
+    "source",
+    "illustrative",
+    "notes",
+)
+_DERIVED_KEYS = ("from", "bins")
+_SOURCE_KEYS = ("title", "publisher", "url", "via")
+_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.\-]*$")  # the questionnaire's rule for names
+_DATE = re.compile(r"^\d{4}-\d{2}(-\d{2})?$")
+
+
+def read_margins(path: str | Path) -> list[Margin]:
+    """Read a margins file: every margin with its targets, source and reference date.
+
+    The schema is described at the top of ``examples/okrussians/margins.yaml``. Every
+    mistake is one line naming the file, the line, the margin and the key, e.g.
+    ``margins.yaml:12: margin bell: targets.TR: expected a number of at least 0, found
+    'many'``. Unknown keys, duplicate margin names and margins without ``source`` or
+    ``reference_date`` are errors.
+
+    >>> from volna.examples import example_path
+    >>> margins = read_margins(example_path("okrussians", "margins.yaml"))
+    >>> bell = margins[0]
+    >>> bell.name, bell.type, bell.targets[("TR",)], bell.reference_date
+    ('destination_bell_2024', 'counts', 28000.0, '2024-07')
+    >>> margins[-1].variables, margins[-1].derived["age_group"].bins["55+"]
+    (('age_group', 'gender'), (55.0, None))
+    """
+    path = Path(path)
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise MarginError(f"{path}: cannot read: {exc.strerror}") from None
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise MarginError(
+            f"{path}: not UTF-8 text (byte {exc.start}); save the margins file as UTF-8"
+        ) from None
+    return parse_margins(text, str(path))
+
+
+def parse_margins(text: str, filename: str = "<margins>") -> list[Margin]:
+    """Margins from YAML text; see :func:`read_margins`.
+
+    >>> parse_margins('''
+    ... margins:
+    ...   - name: sex
+    ...     variables: [sex]
+    ...     type: shares
+    ...     targets: {f: 52, m: 48}
+    ...     reference_date: "2021-10"
+    ...     source: {title: Census 2021, publisher: Rosstat}
+    ... ''')[0].targets
+    {('f',): 52.0, ('m',): 48.0}
+    >>> parse_margins('''
+    ... margins:
+    ...   - name: sex
+    ...     variables: [sex]
+    ...     type: share
+    ... ''', "m.yaml")
+    Traceback (most recent call last):
+    ...
+    volna.margins.MarginError: m.yaml:5: margin sex: type: expected counts or shares, found 'share'
+    """
+    try:
+        data = _parse_yaml(text, filename)
+    except QuestionnaireError as exc:  # the YAML reader is shared with questionnaires
+        raise MarginError(str(exc)) from None
+    return _MarginsReader(filename).read(data)
+
+
+def select_margins(margins: Sequence[Margin], names: str | Sequence[str] | None) -> list[Margin]:
+    """The margins named (a list, or names separated by commas), in that order.
+
+    ``None`` selects them all. An unknown name is an error listing the available ones.
+
+    >>> ms = [Margin.of("sex", {"f": 1, "m": 1}, name="sex"),
+    ...       Margin.of("age", {"y": 1, "o": 1}, name="age")]
+    >>> [m.name for m in select_margins(ms, "age,sex")]
+    ['age', 'sex']
+    >>> select_margins(ms, ["region"])
+    Traceback (most recent call last):
+    ...
+    volna.margins.MarginError: no margin named 'region'; the margins are: sex, age
+    """
+    if names is None:
+        return list(margins)
+    if isinstance(names, str):
+        names = [n.strip() for n in names.split(",") if n.strip()]
+    by_name = {m.title: m for m in margins}
+    available = ", ".join(by_name) or "(none)"
+    if not names:
+        raise MarginError(f"no margin named; the margins are: {available}")
+    out: list[Margin] = []
+    for name in names:
+        if name not in by_name:
+            raise MarginError(f"no margin named {name!r}; the margins are: {available}")
+        if any(m.title == name for m in out):
+            raise MarginError(f"margin {name} is named twice")
+        out.append(by_name[name])
+    return out
+
+
+class _MarginsReader:
+    """Turns the parsed YAML into margins, naming file:line, margin and key on errors."""
+
+    def __init__(self, filename: str) -> None:
+        self.filename = filename
+        self.margin = ""  # the margin being read, for messages
+
+    def fail(self, line: int, key: str, message: str) -> MarginError:
+        head = f"{self.filename}:{line}: "
+        if self.margin:
+            head += f"margin {self.margin}: "
+        return MarginError(f"{head}{key}: {message}")
+
+    # ---- pieces --------------------------------------------------------------------
+
+    def mapping(self, value: Any, line: int, key: str, allowed: Sequence[str]) -> Any:
+        if not isinstance(value, _Map):
+            raise self.fail(line, key, f"expected a mapping, found {_kind(value)}")
+        unknown = [k for k in value if k not in allowed]
+        if unknown:
+            k = unknown[0]
+            raise self.fail(
+                value.lines[k],
+                f"{key}.{k}" if key else k,
+                f"unknown key (expected one of: {', '.join(allowed)})",
+            )
+        return value
+
+    def text(self, m: Any, k: str, *, required: bool = False, key: str = "") -> str | None:
+        path = f"{key}.{k}" if key else k
+        if m.get(k) is None:
+            if required:
+                raise self.fail(m.line, path, "is required")
+            return None
+        v = m[k]
+        if isinstance(v, bool) or not isinstance(v, str | int | float):
+            raise self.fail(m.lines[k], path, f"expected text, found {_kind(v)}")
+        return str(v)
+
+    def number(self, value: Any, line: int, key: str, *, low: float = 0.0) -> float:
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, int | float)
+            or not math.isfinite(value)
+            or value < low
+        ):
+            raise self.fail(line, key, f"expected a number of at least {low:g}, found {value!r}")
+        return float(value)
+
+    def level(self, value: Any, line: int, key: str) -> str:
+        if isinstance(value, bool):
+            raise self.fail(
+                line,
+                key,
+                f"expected a level, found {str(value).lower()} (YAML reads yes/no/on/off "
+                'without quotes as true/false: write "yes")',
+            )
+        if not isinstance(value, str | int | float) or value == "":
+            raise self.fail(line, key, f"expected a level, found {_kind(value)}")
+        return _level(value)
+
+    def names(self, m: Any, k: str) -> tuple[str, ...]:
+        value = m.get(k)
+        if value is None:
+            raise self.fail(m.line, k, "is required (a list such as [destination])")
+        if not isinstance(value, _Seq) or not value:
+            raise self.fail(m.lines[k], k, "expected a list of variables such as [destination]")
+        out = []
+        for v in value:
+            if not isinstance(v, str) or not v.strip():
+                raise self.fail(m.lines[k], k, f"expected a variable name, found {v!r}")
+            if v in out:
+                raise self.fail(m.lines[k], k, f"variable {v} is listed twice")
+            out.append(v)
+        return tuple(out)
+
+    # ---- one margin ----------------------------------------------------------------
+
+    def derived(self, m: Any, variables: tuple[str, ...]) -> dict[str, Bins]:
+        if m.get("derived") is None:
+            return {}
+        spec = m["derived"]
+        if not isinstance(spec, _Map):
+            raise self.fail(
+                m.lines["derived"],
+                "derived",
+                f"expected {{name: {{from, bins}}}}, found {_kind(spec)}",
+            )
+        for var in spec:
+            if var not in variables:
+                raise self.fail(
+                    spec.lines[var],
+                    f"derived.{var}",
+                    f"is not one of the margin's variables ({', '.join(variables)})",
+                )
+        out = {}
+        for var, value in spec.items():
+            key = f"derived.{var}"
+            d = self.mapping(value, spec.lines[var], key, _DERIVED_KEYS)
+            source = self.text(d, "from", required=True, key=key)
+            bins_key = f"{key}.bins"
+            if d.get("bins") is None:
+                raise self.fail(d.line, bins_key, "is required: {level: [low, high]}")
+            raw_bins = d["bins"]
+            if not isinstance(raw_bins, _Map) or not raw_bins:
+                raise self.fail(d.lines["bins"], bins_key, "expected at least one bin")
+            bins: dict[str, tuple[float | None, float | None]] = {}
+            for level, bounds in raw_bins.items():
+                line = raw_bins.lines[level]
+                where = f"{bins_key}.{level}"
+                if not isinstance(bounds, list) or len(bounds) != 2:
+                    raise self.fail(
+                        line, where, f"expected [low, high] (null: no bound), found {bounds!r}"
+                    )
+                lo, hi = (
+                    None if b is None else self.number(b, line, where, low=-math.inf)
+                    for b in bounds
+                )
+                if lo is not None and hi is not None and lo > hi:
+                    raise self.fail(line, where, f"low bound {lo:g} is above high bound {hi:g}")
+                for other, (olo, ohi) in bins.items():
+                    a = max(-math.inf if lo is None else lo, -math.inf if olo is None else olo)
+                    b = min(math.inf if hi is None else hi, math.inf if ohi is None else ohi)
+                    if a <= b:
+                        raise self.fail(
+                            line, where, f"overlaps bin {other} (a value would fall in both)"
+                        )
+                bins[level] = (lo, hi)
+            out[var] = Bins(source=source, bins=bins)
+        return out
+
+    def targets(self, m: Any, variables: tuple[str, ...]) -> dict[tuple[str, ...], float]:
+        if m.get("targets") is None:
+            raise self.fail(m.line, "targets", "is required")
+        value, line = m["targets"], m.lines["targets"]
+        cells: dict[tuple[str, ...], float] = {}
+        if isinstance(value, _Map):
+            if len(variables) > 1:
+                raise self.fail(
+                    line,
+                    "targets",
+                    "a crossed margin lists its cells: - {"
+                    + ", ".join(f"{v}: <level>" for v in variables)
+                    + ", value: <number>}",
+                )
+            for level, v in value.items():
+                cells[(level,)] = self.number(v, value.lines[level], f"targets.{level}")
+        elif isinstance(value, _Seq):
+            first: dict[tuple[str, ...], int] = {}
+            for i, (entry, ln) in enumerate(zip(value, value.lines, strict=True)):
+                key = f"targets[{i}]"
+                e = self.mapping(entry, ln, key, (*variables, "value"))
+                absent = [v for v in (*variables, "value") if v not in e]
+                if absent:
+                    raise self.fail(ln, key, f"lacks {', '.join(absent)}")
+                cell = tuple(self.level(e[v], e.lines[v], f"{key}.{v}") for v in variables)
+                if cell in first:
+                    raise self.fail(
+                        ln,
+                        key,
+                        f"cell {'/'.join(cell)} is listed twice (first on line {first[cell]})",
+                    )
+                first[cell] = ln
+                cells[cell] = self.number(e["value"], e.lines["value"], f"{key}.value")
+        else:
+            raise self.fail(
+                line,
+                "targets",
+                f"expected {{level: value}} or a list of cells, found {_kind(value)}",
+            )
+        if not cells:
+            raise self.fail(line, "targets", "expected at least one target")
+        if len(variables) > 1:
+            levels = [list(dict.fromkeys(c[j] for c in cells)) for j in range(len(variables))]
+            for cell in _product(levels):
+                if cell not in cells:
+                    raise self.fail(
+                        line,
+                        "targets",
+                        f"cell {'/'.join(cell)} is missing; list every cell of "
+                        f"{' x '.join(variables)} (0 for an empty one)",
+                    )
+        return cells
+
+    def excluded(self, m: Any, variables: tuple[str, ...], cells) -> dict[str, tuple[str, ...]]:
+        if m.get("excluded") is None:
+            return {}
+        spec = self.mapping(m["excluded"], m.lines["excluded"], "excluded", variables)
+        out = {}
+        for var, codes in spec.items():
+            line, key = spec.lines[var], f"excluded.{var}"
+            codes = codes if isinstance(codes, _Seq) else [codes]
+            levels = tuple(self.level(c, line, key) for c in codes)
+            j = variables.index(var)
+            clash = [c for c in levels if any(cell[j] == c for cell in cells)]
+            if clash:
+                raise self.fail(line, key, f"{clash[0]} has a target; it cannot be excluded")
+            out[var] = levels
+        return out
+
+    def reference_date(self, m: Any) -> str:
+        value = m.get("reference_date")
+        if value is None:
+            raise self.fail(m.line, "reference_date", "is required (YYYY-MM or YYYY-MM-DD)")
+        line = m.lines["reference_date"]
+        if isinstance(value, dt.date) and not isinstance(value, dt.datetime):
+            return value.isoformat()
+        text = value if isinstance(value, str) else None
+        if text is not None and _DATE.match(text):
+            try:
+                dt.date.fromisoformat(text if len(text) == 10 else f"{text}-01")
+                return text
+            except ValueError:
+                pass
+        raise self.fail(
+            line, "reference_date", f"expected a date YYYY-MM or YYYY-MM-DD, found {value!r}"
+        )
+
+    def source(self, m: Any) -> dict[str, str | None]:
+        if m.get("source") is None:
+            raise self.fail(
+                m.line, "source", "is required: {title, publisher, url, via} of the figures"
+            )
+        s = self.mapping(m["source"], m.lines["source"], "source", _SOURCE_KEYS)
+        out = {k: self.text(s, k, required=k == "title", key="source") for k in _SOURCE_KEYS}
+        url = out["url"]
+        if url is not None and not url.startswith(("http://", "https://")):
+            raise self.fail(
+                s.lines["url"], "source.url", f"expected an http(s) address, found {url!r}"
+            )
+        return out
+
+    def one(self, value: Any, line: int, index: int) -> Margin:
+        self.margin = ""
+        key = f"margins[{index}]"
+        if not isinstance(value, _Map):
+            raise self.fail(
+                line, key, f"expected a mapping (name, variables, ...), found {_kind(value)}"
+            )
+        if isinstance(value.get("name"), str):
+            self.margin = value["name"]
+        m = self.mapping(value, line, "" if self.margin else key, _MARGIN_KEYS)
+        name = self.text(value, "name", required=True, key=key)
+        if not _NAME.match(name):
+            raise self.fail(
+                value.lines["name"],
+                f"{key}.name",
+                f"{name!r} is not a name (letters, digits, _ . -; no spaces or commas)",
+            )
+        self.margin = name
+        variables = self.names(m, "variables")
+        derived = self.derived(m, variables)
+        mtype = m.get("type")
+        if mtype not in MARGIN_TYPES:
+            raise self.fail(
+                m.lines.get("type", line),
+                "type",
+                "is required: counts or shares"
+                if mtype is None
+                else f"expected counts or shares, found {mtype!r}",
+            )
+        cells = self.targets(m, variables)
+        other = self.text(m, "other")
+        if other is not None:
+            if len(variables) > 1:
+                raise self.fail(m.lines["other"], "other", "applies to a margin of one variable")
+            if (other,) not in cells:
+                raise self.fail(
+                    m.lines["other"], "other", f"{other!r} is not one of the target levels"
+                )
+        excluded = self.excluded(m, variables, cells)
+        total = m.get("total")
+        if total is not None:
+            total = self.number(total, m.lines["total"], "total")
+            s = float(sum(cells.values()))
+            if mtype == "counts" and not math.isclose(total, s, rel_tol=1e-9, abs_tol=1e-9):
+                raise self.fail(
+                    m.lines["total"],
+                    "total",
+                    f"{total:,.10g} is not the sum of the targets ({s:,.10g})",
+                )
+        illustrative = m.get("illustrative", False)
+        if not isinstance(illustrative, bool):
+            raise self.fail(
+                m.lines["illustrative"],
+                "illustrative",
+                f"expected true or false, found {illustrative!r}",
+            )
+        fields = dict(
+            variables=variables,
+            targets=cells,
+            type=mtype,
+            name=name,
+            total=total,
+            other=other,
+            excluded=excluded,
+            derived=derived,
+            population=self.text(m, "population"),
+            reference_date=self.reference_date(m),
+            source=self.source(m),
+            illustrative=illustrative,
+            notes=self.text(m, "notes"),
+        )
+        try:
+            return Margin(**fields)
+        except MarginError as exc:
+            message = str(exc).removeprefix(f"margin {name}: ")
+            raise self.fail(m.lines["targets"], "targets", message) from None
+
+    def read(self, data: Any) -> list[Margin]:
+        if data is None:
+            raise MarginError(f"{self.filename}: the file is empty; expected a `margins` list")
+        top = self.mapping(data, 1, "", _FILE_KEYS)
+        if not isinstance(top.get("margins"), _Seq) or not top["margins"]:
+            raise self.fail(top.lines.get("margins", 1), "margins", "expected a list of margins")
+        out: list[Margin] = []
+        seen: dict[str, int] = {}
+        for i, (value, line) in enumerate(zip(top["margins"], top["margins"].lines, strict=True)):
+            margin = self.one(value, line, i)
+            if margin.name in seen:
+                raise self.fail(
+                    value.lines["name"],
+                    "name",
+                    f"a margin of this name is already on line {seen[margin.name]}; names "
+                    "must be unique",
+                )
+            seen[margin.name] = value.lines["name"]
+            out.append(margin)
+        return out
+
+
+def _product(levels: list[list[str]]) -> list[tuple[str, ...]]:
+    out: list[tuple[str, ...]] = [()]
+    for options in levels:
+        out = [(*cell, level) for cell in out for level in options]
+    return out
+
+
+def parse_collapse(specs: Sequence[str]) -> dict[str, dict[str, str]]:
+    """Level merges written ``variable:level=into`` (as on the command line).
+
+    >>> parse_collapse(["destination:KG=other", "destination:UZ=other", "age_group:55+=45+"])
+    {'destination': {'KG': 'other', 'UZ': 'other'}, 'age_group': {'55+': '45+'}}
+    """
+    out: dict[str, dict[str, str]] = {}
+    for spec in specs:
+        var, _, rest = spec.partition(":")
+        level, _, into = rest.partition("=")
+        var, level, into = var.strip(), level.strip(), into.strip()
+        if not (var and level and into):
+            raise MarginError(
+                f"collapse {spec!r}: expected variable:level=into_level, e.g. destination:KG=other"
+            )
+        merges = out.setdefault(var, {})
+        if level in merges and merges[level] != into:
+            raise MarginError(
+                f"collapse {spec!r}: {var} level {level} is already merged into {merges[level]}"
+            )
+        merges[level] = into
+    return out

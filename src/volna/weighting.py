@@ -71,7 +71,8 @@ class WeightingStep:
     def describe(self) -> str:
         state = "converged" if self.converged else "NOT converged"
         head = f"{self.method}: {state} after {self.iterations} iteration(s), "
-        head += f"largest margin error {self.max_error:.2e}"
+        what = "largest ASMD" if self.method == "propensity" else "largest margin error"
+        head += f"{what} {self.max_error:.2e}"
         lines = [head]
         for name, err in self.errors.items():
             lines.append(f"  {name}: {err:.2e}")
@@ -403,7 +404,13 @@ def rake(
         iterations=result.iterations,
         max_error=max(errors.values()),
         errors=errors,
-        options={"tol": tol, "max_iter": max_iter, "missing": missing},
+        options={
+            "tol": tol,
+            "max_iter": max_iter,
+            "missing": missing,
+            "collapse": {k: dict(v) for k, v in (collapse or {}).items()},
+            "variance": variance,
+        },
         notes=_outside_notes(cells),
         weights_before=d,
     )
