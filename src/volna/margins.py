@@ -204,26 +204,84 @@ class Margin:
         in the targets alike -- the explicit way to handle a level without respondents.
         A data level with no target (and no ``other``), a target with no respondent, or
         a missing value (under ``missing="error"``) is an error naming it.
+
+        Each variable is factorized once; the matching of levels to targets then works
+        on the few distinct combinations present, not on the rows.
         """
         if missing not in MISSING_POLICIES:
             raise MarginError(f"missing={missing!r}: expected one of {MISSING_POLICIES}")
         collapse = collapse or {}
         n = data.height
-        cols: list[pl.Series] = []
-        outside = np.zeros(n, dtype=bool)
-        missing_rows = np.zeros(n, dtype=bool)
-        for var in self.variables:
-            values = self._levels(data, var)
-            merge = {str(k): str(v) for k, v in collapse.get(var, {}).items()}
-            if merge:
-                values = values.replace(merge)
-            is_missing = values.is_null().to_numpy()
-            missing_rows |= is_missing
-            excluded = [str(x) for x in self.excluded.get(var, ())]
-            if excluded:
-                outside |= values.is_in(excluded).fill_null(False).to_numpy()
-            cols.append(values)
-        if missing_rows.any():
+        factors = [self._factor(data, var) for var in self.variables]
+        # the distinct combinations of levels present (missing: code -1 -> 0)
+        key = factors[0][0] + 1
+        for codes, labels in factors[1:]:
+            key = key * (len(labels) + 1) + (codes + 1)
+        possible = math.prod(len(labels) + 1 for _, labels in factors)
+        if possible <= 1 << 22:
+            counts_all = np.bincount(key, minlength=possible)
+            combos = np.flatnonzero(counts_all)
+            remap = np.full(possible, -1, dtype=np.int64)
+            remap[combos] = np.arange(len(combos))
+            combo_of_row = remap[key]
+            combo_count = counts_all[combos]
+        else:
+            combos, combo_of_row, combo_count = np.unique(
+                key, return_inverse=True, return_counts=True
+            )
+        # merged targets: collapsing levels adds their targets together
+        targets: dict[tuple[str, ...], float] = {}
+        for cell, value in self.targets.items():
+            merged = tuple(
+                str(collapse.get(var, {}).get(level, level))
+                for var, level in zip(self.variables, cell, strict=True)
+            )
+            targets[merged] = targets.get(merged, 0.0) + float(value)
+        labels = list(targets)
+        index = {cell: i for i, cell in enumerate(labels)}
+        other = None
+        if self.other is not None and len(self.variables) == 1:
+            other = str(collapse.get(self.variables[0], {}).get(self.other, self.other))
+        excluded = [{str(x) for x in self.excluded.get(var, ())} for var in self.variables]
+        merges = [
+            {str(k): str(v) for k, v in collapse.get(var, {}).items()} for var in self.variables
+        ]
+        # decode each combination into its levels and find its cell
+        combo_cell = np.full(len(combos), -1, dtype=np.int64)
+        combo_outside = np.zeros(len(combos), dtype=bool)
+        combo_missing = np.zeros(len(combos), dtype=bool)
+        unknown: list[tuple[str, int]] = []
+        radices = [len(lab) + 1 for _, lab in factors]
+        for c, k in enumerate(combos.tolist()):
+            parts = []
+            for radix in reversed(radices):
+                parts.append(k % radix - 1)
+                k //= radix
+            parts.reverse()
+            levels = []
+            for j, code in enumerate(parts):
+                if code < 0:
+                    combo_missing[c] = True
+                    break
+                level = factors[j][1][code]
+                level = merges[j].get(level, level)
+                if level in excluded[j]:
+                    combo_outside[c] = True
+                levels.append(level)
+            if combo_missing[c] or combo_outside[c]:
+                continue
+            cell = index.get(tuple(levels))
+            if cell is None and other is not None:
+                cell = index.get((other,))
+            if cell is None:
+                unknown.append(("/".join(levels), int(combo_count[c])))
+            else:
+                combo_cell[c] = cell
+        # gathers over the rows only when some combination needs them
+        no_rows = np.zeros(n, dtype=bool)
+        missing_rows = combo_missing[combo_of_row] if combo_missing.any() else no_rows
+        outside = combo_outside[combo_of_row] if combo_outside.any() else no_rows
+        if combo_missing.any():
             if missing == "error":
                 rows = np.flatnonzero(missing_rows & ~outside)
                 if len(rows):
@@ -234,44 +292,23 @@ class Margin:
                         "or pass missing='exclude' to leave those respondents out of "
                         "this margin"
                     )
-            outside |= missing_rows
-        # merged targets: collapsing levels adds their targets together
-        targets: dict[tuple[str, ...], float] = {}
-        for cell, value in self.targets.items():
-            merged = tuple(
-                str(collapse.get(var, {}).get(level, level))
-                for var, level in zip(self.variables, cell, strict=True)
-            )
-            targets[merged] = targets.get(merged, 0.0) + float(value)
-        labels = list(targets)
-        key = (
-            cols[0]
-            if len(cols) == 1
-            else pl.select(pl.concat_str(cols, separator=_SEP)).to_series()
-        )
-        lookup = {_SEP.join(cell): i for i, cell in enumerate(labels)}
-        found = key.replace_strict(lookup, default=-1, return_dtype=pl.Int64).to_numpy()
-        found = np.where(outside, -1, found)
-        if self.other is not None and len(self.variables) == 1:
-            # lookup is keyed by joined levels; the other level may itself be collapsed
-            other = str(collapse.get(self.variables[0], {}).get(self.other, self.other))
-            if other in lookup:
-                found = np.where((found < 0) & ~outside, lookup[other], found)
-        unmatched = (found < 0) & ~outside
-        if unmatched.any():
-            counts = key.filter(pl.Series(unmatched)).value_counts(sort=True)
-            first = counts.head(3).rows()
-            listed = "; ".join(f"{k.replace(_SEP, '/')} ({c} rows)" for k, c in first)
-            more = f" and {counts.height - 3} more" if counts.height > 3 else ""
-            level0 = first[0][0].split(_SEP)[0]
+            outside = outside | missing_rows
+        if unknown:
+            unknown.sort(key=lambda item: -item[1])
+            listed = "; ".join(f"{name} ({count} rows)" for name, count in unknown[:3])
+            more = f" and {len(unknown) - 3} more" if len(unknown) > 3 else ""
+            level0 = unknown[0][0].split("/")[0]
             raise MarginError(
                 f"margin {self.title}: data level {listed}{more} of "
                 f"{'/'.join(self.variables)} has no target; add it to the margin, give the "
                 "margin an 'other' level, or merge it with collapse="
                 f"{{'{self.variables[0]}': {{'{level0}': '<a target level>'}}}}"
             )
-        codes = found.astype(np.int64)
-        present = np.bincount(codes[codes >= 0], minlength=len(labels)) > 0
+        codes = combo_cell[combo_of_row]
+        if outside.any():
+            codes = np.where(outside, -1, codes)
+        present = np.zeros(len(labels), dtype=bool)
+        present[combo_cell[(combo_cell >= 0) & ~combo_outside & ~combo_missing]] = True
         values = np.array([targets[c] for c in labels])
         empty = [labels[i] for i in np.flatnonzero(~present & (values > 0))]
         if empty:
@@ -284,8 +321,8 @@ class Margin:
             )
         return MarginCells(self, codes, labels, values, outside)
 
-    def _levels(self, data: pl.DataFrame, var: str) -> pl.Series:
-        """The levels of ``var`` as strings (null for missing), deriving binned variables."""
+    def _factor(self, data: pl.DataFrame, var: str) -> tuple[np.ndarray, list[str]]:
+        """Codes of ``var`` (``-1`` for missing) and its levels as strings."""
         if var in self.derived:
             bins = self.derived[var]
             if bins.source not in data.columns:
@@ -294,40 +331,55 @@ class Margin:
                     "column of the data"
                 )
             x = data.get_column(bins.source).cast(pl.Float64, strict=False).fill_nan(None)
-            x = x.to_numpy()
-            out = np.full(len(x), None, dtype=object)
-            for level, (low, high) in bins.bins.items():
-                hit = np.isfinite(x)
+            x = x.fill_null(np.nan).to_numpy()
+            codes = np.full(len(x), -1, dtype=np.int64)
+            finite = np.isfinite(x)
+            for code, (low, high) in enumerate(bins.bins.values()):
+                hit = finite & (codes < 0)
                 if low is not None:
                     hit &= x >= low
                 if high is not None:
                     hit &= x <= high
-                out[hit & (out == None)] = str(level)  # noqa: E711 (object array)
-            unbinned = np.isfinite(x) & (out == None)  # noqa: E711
+                codes[hit] = code
+            unbinned = finite & (codes < 0)
             if unbinned.any():
                 row = int(np.flatnonzero(unbinned)[0])
                 raise MarginError(
                     f"margin {self.title}: row {row + 1}, column {bins.source}: value "
                     f"{x[row]:g} falls in no bin of {var}"
                 )
-            return pl.Series(var, out.tolist(), dtype=pl.String)
+            return codes, [str(level) for level in bins.bins]
         if var not in data.columns:
             raise MarginError(f"margin {self.title}: {var} is not a column of the data")
         series = data.get_column(var)
         if series.dtype.is_float():
             series = series.fill_nan(None)
-            whole = (series == series.round(0)).fill_null(False)
-            text = pl.select(
-                pl.when(whole)
-                .then(series.cast(pl.Int64, strict=False).cast(pl.String))
-                .otherwise(series.cast(pl.String))
-            ).to_series()
-            return text.alias(var)
-        if series.dtype in (pl.Categorical,) or isinstance(series.dtype, pl.Enum):
-            return series.cast(pl.String)
+        if series.dtype.is_integer() and series.len() > 0:
+            nulls = series.is_null().to_numpy()
+            values = series.fill_null(0).to_numpy().astype(np.int64)
+            low, high = int(values.min()), int(values.max())
+            if high - low < 1 << 22:
+                seen = np.bincount(values[~nulls] - low, minlength=high - low + 1)
+                present = np.flatnonzero(seen)
+                remap = np.full(high - low + 1, -1, dtype=np.int64)
+                remap[present] = np.arange(len(present))
+                codes = np.where(nulls, -1, remap[values - low])
+                return codes, [str(int(v) + low) for v in present]
         if series.dtype == pl.Boolean:
-            return series.cast(pl.String).str.replace("true", "True").str.replace("false", "False")
-        return series.cast(pl.String)
+            series = (
+                series.cast(pl.String).str.replace("true", "True").str.replace("false", "False")
+            )
+        if series.dtype.is_numeric():
+            uniq = series.drop_nulls().unique().sort()
+            text = [_level(v) for v in uniq.to_list()]
+            codes = series.replace_strict(
+                uniq, pl.Series(np.arange(len(uniq), dtype=np.int64)), default=-1
+            )
+            return codes.fill_null(-1).to_numpy().astype(np.int64), text
+        series = series.cast(pl.String)
+        uniq = series.drop_nulls().unique().sort().to_list()
+        codes = series.cast(pl.Enum(uniq)).to_physical().cast(pl.Int64).fill_null(-1)
+        return codes.to_numpy().astype(np.int64), uniq
 
 
 def _level(value: Any) -> str:
