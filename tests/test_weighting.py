@@ -303,3 +303,8 @@ def test_domain_by_equals_subset_after_calibration(design):
 def test_replicates_must_come_before_weighting(design):
     with pytest.raises(DesignError, match=r"make the replicate weights first"):
         design.rake(MARGINS).with_replicates("JK1")
+
+
+def test_a_subset_is_not_weighted_on_its_own(design):
+    with pytest.raises(DesignError, match=r"weight the full sample, then take the subset"):
+        design.subset(pl.col("sex") == "f").rake({"age": MARGINS["age"]})

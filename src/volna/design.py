@@ -677,6 +677,13 @@ class SurveyDesign:
         replaces the replicate weights (recalibrated one by one). Weighting methods call
         this; analysts rarely need it.
         """
+        if self.restriction is not None:
+            raise DesignError(
+                "this design is a subset ("
+                + " & ".join(map(str, self.spec.get("subset", [])))
+                + "); weight the full sample, then take the subset, so that the subset's "
+                "standard errors remain those of a domain"
+            )
         w = np.asarray(weights, dtype=float)
         if w.shape != self.weights.shape or not np.all(np.isfinite(w)):
             raise DesignError("new weights must be finite, one per row of the design")
