@@ -258,37 +258,51 @@ def _ipf(
     """Iterative proportional fitting of cell weights ``base`` (cells,) or (cells, R).
 
     ``cell_codes[k]`` gives the level of margin ``k`` of every cell (-1: outside it).
-    Converges when every margin is within ``tol`` (relative) of its target.
+    Converges when every margin is within ``tol`` (relative) of its target: the sums
+    each adjustment computes anyway tell when a sweep changed (almost) nothing, and a
+    final check measures the achieved error of every margin.
     """
     w = base.copy()
-    errors = [math.inf] * len(targets)
+    targets = [t if t.ndim == w.ndim else t[:, None] for t in targets]
+    # cells outside a margin are left out of its sums and keep their weight
+    inside = [None if (c >= 0).all() else np.flatnonzero(c >= 0) for c in cell_codes]
+    codes_in = [c if i is None else c[i] for c, i in zip(cell_codes, inside, strict=True)]
+
+    def sums_of(k: int) -> np.ndarray:
+        part = w if inside[k] is None else w[inside[k]]
+        return _sum_by(codes_in[k], part, sizes[k])
+
+    def errors_now() -> list[float]:
+        return [
+            float(_relative_errors(sums_of(k), np.broadcast_to(t, sums_of(k).shape)).max(initial=0))
+            for k, t in enumerate(targets)
+        ]
+
     iterations = 0
     converged = False
-    valid = [codes >= 0 for codes in cell_codes]
-    targets = [t if t.ndim == w.ndim else t[:, None] for t in targets]
     for sweep in range(1, max_iter + 1):
         iterations = sweep
-        for k, codes in enumerate(cell_codes):
-            v = valid[k]
-            sums = _sum_by(codes[v], w[v], sizes[k])
+        worst_before = 0.0
+        for k, target in enumerate(targets):
+            sums = sums_of(k)
             with np.errstate(divide="ignore", invalid="ignore"):
-                ratio = np.where(sums > 0, targets[k] / sums, 1.0)
-            w[v] = w[v] * ratio[codes[v]]
-        # check every margin after the sweep (the last one is exact by construction)
-        worst = 0.0
-        for k, codes in enumerate(cell_codes):
-            v = valid[k]
-            sums = _sum_by(codes[v], w[v], sizes[k])
-            err = float(
-                _relative_errors(sums, np.broadcast_to(targets[k], sums.shape)).max(initial=0)
-            )
-            errors[k] = err
-            worst = max(worst, err)
-        if worst <= tol:
-            converged = True
-            break
+                ratio = np.where(sums > 0, target / sums, 1.0)
+                err = np.abs(ratio - 1.0)
+            worst_before = max(worst_before, float(err.max(initial=0.0)))
+            factor = ratio[codes_in[k]]
+            if inside[k] is None:
+                w *= factor
+            else:
+                w[inside[k]] *= factor
+        if worst_before <= tol:
+            errors = errors_now()
+            if max(errors) <= tol:
+                converged = True
+                break
+    else:
+        errors = errors_now()
     with np.errstate(divide="ignore", invalid="ignore"):
-        factor = np.where(base > 0, w / base, 1.0)
+        factor = np.where(base > 0, w / np.where(base > 0, base, 1.0), 1.0)
     return _RakeResult(factor, iterations, converged, errors)
 
 
@@ -435,8 +449,11 @@ def _rake_replicates(design, codes, sizes, cells, margins, population, tol, max_
     extra = groups.group if groups is not None else np.arange(len(design.weights))
     row_cell, cell_codes, first = _collapse(codes, extra)
     n_cells = len(first)
-    base = np.zeros((n_cells, n_rep))
-    np.add.at(base, row_cell, rep)
+    to_cell = sp.csr_matrix(
+        (np.ones(len(row_cell)), (row_cell, np.arange(len(row_cell)))),
+        shape=(n_cells, len(row_cell)),
+    )
+    base = np.asarray(to_cell @ rep)
     targets_r = []
     for c in cells:
         m = c.margin
@@ -734,7 +751,13 @@ def calibrate(
     d = _check_weights(design)
     x, names, target = _model_matrix(design, auxiliaries, totals, "error")
     dist = _Distance(calfun, lo, hi)
-    g, iterations, converged, misfit = _grake(x, d, target, dist, tol, max_iter)
+    # g depends on a row only through its auxiliaries: solve on the distinct rows
+    row_of, distinct = _distinct_rows(x)
+    d_distinct = np.bincount(row_of, weights=d, minlength=len(distinct))
+    g_distinct, iterations, converged, misfit = _grake(
+        distinct, d_distinct, target, dist, tol, max_iter
+    )
+    g = g_distinct[row_of]
     w = d * g
     rel = np.abs(misfit) / np.maximum(np.abs(target), 1e-300)
     if not converged:
@@ -757,9 +780,15 @@ def calibrate(
     replicate_weights = None
     if design.replicates is not None:
         rep = design.replicates.weights
+        to_distinct = sp.csr_matrix(
+            (np.ones(len(row_of)), (row_of, np.arange(len(row_of)))),
+            shape=(len(distinct), len(row_of)),
+        )
+        rep_distinct = np.asarray(to_distinct @ rep)
         out = np.empty_like(rep)
         for r in range(rep.shape[1]):
-            g_r, _, ok, mis = _grake(x, rep[:, r], target, dist, tol, max_iter)
+            g_r, _, ok, mis = _grake(distinct, rep_distinct[:, r], target, dist, tol, max_iter)
+            g_r = g_r[row_of]
             if not ok:
                 raise WeightingError(
                     f"calibration ({calfun}) of replicate {r + 1} did not reach its totals "
@@ -768,6 +797,24 @@ def calibrate(
             out[:, r] = rep[:, r] * g_r
         replicate_weights = out
     return design.reweighted(w, step, calibration, replicate_weights)
+
+
+def _distinct_rows(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The distinct rows of ``x`` and the distinct row of every row.
+
+    Rows are hashed by a random projection, then checked: equal projections of unequal
+    rows (never seen, but possible) fall back to an exact sort.
+    """
+    if x.shape[0] == 0 or x.shape[1] == 0:
+        return np.zeros(x.shape[0], dtype=np.int64), x[:1]
+    probe = np.random.default_rng(11).standard_normal(x.shape[1])
+    _, first, row_of = np.unique(x @ probe, return_index=True, return_inverse=True)
+    row_of = row_of.ravel()
+    distinct = x[first]
+    if not np.array_equal(distinct[row_of], x):
+        distinct, row_of = np.unique(x, axis=0, return_inverse=True)
+        row_of = row_of.ravel()
+    return row_of.astype(np.int64), distinct
 
 
 # ---------------------------------------------------------------------------------------
