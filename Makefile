@@ -50,6 +50,7 @@ bench: $(STAMP)
 	$(BIN)/python -m pip install --quiet -e '.[dev,bench]'
 	$(BIN)/python benchmarks/read_validate.py --rows 1000000
 	$(BIN)/python benchmarks/estimate.py --rows 1000000
+	$(BIN)/python benchmarks/weighting.py
 
 clean:
 	rm -rf $(VENV) $(OUT) .pytest_cache .ruff_cache

@@ -1261,7 +1261,8 @@ def _build_stages(
         if id_cols:
             ccodes, clevels = _codes_of(data, id_cols[s], "cluster id")
         else:
-            ccodes, clevels = np.arange(n, dtype=np.int64), [str(i + 1) for i in range(n)]
+            # every row its own unit; unit labels are only read when ids were given
+            ccodes, clevels = np.arange(n, dtype=np.int64), []
         if s == 0:
             if scol is not None and not nest and id_cols:
                 n_strata = len(slevels)
