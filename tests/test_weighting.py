@@ -308,3 +308,14 @@ def test_replicates_must_come_before_weighting(design):
 def test_a_subset_is_not_weighted_on_its_own(design):
     with pytest.raises(DesignError, match=r"weight the full sample, then take the subset"):
         design.subset(pl.col("sex") == "f").rake({"age": MARGINS["age"]})
+
+
+def test_enum_columns_use_their_declared_levels():
+    frame = pl.DataFrame(
+        {"g": pl.Series(["b", "a", None, "b"], dtype=pl.Enum(["a", "b", "unused"]))}
+    )
+    d = SurveyDesign.from_frame(frame)
+    raked = d.rake({"g": {"a": 10, "b": 30}}, missing="exclude")
+    assert raked.weights.tolist() == [15.0, 10.0, 1.0, 15.0]
+    with pytest.raises(MarginError, match=r"rows 3 have no value"):
+        d.rake({"g": {"a": 10, "b": 30}})

@@ -352,6 +352,10 @@ class Margin:
         if var not in data.columns:
             raise MarginError(f"margin {self.title}: {var} is not a column of the data")
         series = data.get_column(var)
+        if isinstance(series.dtype, pl.Enum):
+            # already factorized: the physical codes index the declared levels
+            codes = series.to_physical().cast(pl.Int64).fill_null(-1).to_numpy()
+            return codes.astype(np.int64), [str(c) for c in series.dtype.categories.to_list()]
         if series.dtype.is_float():
             series = series.fill_nan(None)
         if series.dtype.is_integer() and series.len() > 0:
