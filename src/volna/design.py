@@ -160,6 +160,28 @@ def label(value: Any) -> str:
     return str(value)
 
 
+def level_labels(series: pl.Series) -> pl.Series:
+    """A column's values as level labels, written as :func:`label` writes them.
+
+    >>> level_labels(pl.Series([1.0, 2.5, None])).to_list()
+    ['1', '2.5', None]
+    """
+    dtype = series.dtype
+    if dtype == pl.Boolean:
+        return pl.select(
+            pl.when(series).then(pl.lit("True")).otherwise(pl.lit("False"))
+        ).to_series()
+    if dtype.is_float():
+        series = series.fill_nan(None)
+        whole = ((series == series.round(0)) & (series.abs() < 2.0**53)).fill_null(False)
+        return pl.select(
+            pl.when(whole)
+            .then(series.cast(pl.Int64, strict=False).cast(pl.String))
+            .otherwise(series.cast(pl.String))
+        ).to_series()
+    return series.cast(pl.String)
+
+
 def factorize(series: pl.Series) -> tuple[np.ndarray, list[Any]]:
     """Integer codes (``-1`` for missing) and the sorted levels of a column.
 

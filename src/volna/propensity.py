@@ -45,7 +45,7 @@ import polars as pl
 import scipy.linalg
 import scipy.special
 
-from volna.design import label, to_polars
+from volna.design import label, level_labels, to_polars
 from volna.weighting import WeightingError, WeightingStep
 
 if TYPE_CHECKING:
@@ -140,24 +140,6 @@ def _covariate_kinds(covariates: Any, data: pl.DataFrame) -> dict[str, str]:
     return kinds
 
 
-def _level_strings(series: pl.Series) -> pl.Series:
-    """The values as level labels, written as :func:`volna.design.label` writes them."""
-    dtype = series.dtype
-    if dtype == pl.Boolean:
-        return pl.select(
-            pl.when(series).then(pl.lit("True")).otherwise(pl.lit("False"))
-        ).to_series()
-    if dtype.is_float():
-        series = series.fill_nan(None)
-        whole = ((series == series.round(0)) & (series.abs() < 2.0**53)).fill_null(False)
-        return pl.select(
-            pl.when(whole)
-            .then(series.cast(pl.Int64, strict=False).cast(pl.String))
-            .otherwise(series.cast(pl.String))
-        ).to_series()
-    return series.cast(pl.String)
-
-
 def _level_order(values: list[Any], enum_order: list[str] | None) -> list[str]:
     """Levels in a stable order: an Enum's own, numbers by value, text alphabetically."""
     labels = {label(v): v for v in values}
@@ -190,7 +172,7 @@ def _encode(
             vr = r.cast(pl.Float64).fill_nan(None).fill_null(np.nan).to_numpy()
             out.append(_Covariate(name, kind, values_s=vs, values_r=vr))
             continue
-        ls, lr = _level_strings(s), _level_strings(r)
+        ls, lr = level_labels(s), level_labels(r)
         enum = s.dtype.categories.to_list() if isinstance(s.dtype, pl.Enum) else None
         natural = []
         for series in (s, r):

@@ -540,6 +540,29 @@ def linearization_variance(
     return var
 
 
+def cell_influence(
+    block: RatioBlock,
+    cells: CellSums,
+    keep,
+    theta: np.ndarray,
+    totals: BlockTotals,
+    c0: int,
+    c1: int,
+) -> np.ndarray:
+    """Influence totals of the kept cells for columns ``c0:c1``.
+
+    Cell (unit, base) has ``(N_cell[l] - theta[base, l] * D_cell) / D[base]`` for a
+    ratio, ``N_cell[l]`` for a total.
+    """
+    num = cells.num_columns(c0, c1)[keep]
+    if block.kind == "total":
+        return num
+    base = cells.base[keep]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        inv_d = (1.0 / totals.denominator)[base]
+        return (num - theta[base, c0:c1] * cells.den[keep][:, None]) * inv_d[:, None]
+
+
 def block_linearization_variance(
     block: RatioBlock,
     cells: CellSums,
@@ -565,20 +588,10 @@ def block_linearization_variance(
     m = len(unit)
     if m == 0:
         return var
-    ratio = block.kind != "total"
-    if ratio:
-        den = cells.den[keep]
-        with np.errstate(divide="ignore", invalid="ignore"):
-            inv_d = (1.0 / totals.denominator)[base]
     step = max(1, CHUNK_ENTRIES // max(m, 1))
     for c0 in range(0, per, step):
         c1 = min(per, c0 + step)
-        num = cells.num_columns(c0, c1)[keep]
-        if ratio:
-            with np.errstate(invalid="ignore"):
-                vals = (num - theta[base, c0:c1] * den[:, None]) * inv_d[:, None]
-        else:
-            vals = num
+        vals = cell_influence(block, cells, keep, theta, totals, c0, c1)
         var[:, c0:c1] = linearization_variance(stages, coefs, unit, base, vals, B, stage1_factor)
     return var
 
@@ -672,12 +685,7 @@ def linearization_covariance(
     columns = []
     for block, c, theta, tot in zip(blocks, cells, thetas, totals, strict=True):
         B, per = block.n_bases, block.per
-        num = c.num_columns(0, per)
-        if block.kind == "total":
-            vals = num
-        else:
-            with np.errstate(divide="ignore", invalid="ignore"):
-                vals = (num - theta[c.base] * c.den[:, None]) / tot.denominator[c.base][:, None]
+        vals = cell_influence(block, c, slice(None), theta, tot, 0, per)
         t = np.zeros((U, B * per))
         cols = c.base[:, None] * per + np.arange(per)[None, :]
         np.add.at(t, (np.repeat(c.group, per), cols.ravel()), np.nan_to_num(vals.ravel()))
@@ -1158,11 +1166,6 @@ def calibrated_block_variance(
     var = np.zeros((B, per))
     keep = cells.count > 0
     group, base = cells.group[keep], cells.base[keep]
-    ratio = block.kind != "total"
-    if ratio:
-        den = cells.den[keep]
-        with np.errstate(divide="ignore", invalid="ignore"):
-            inv_d = (1.0 / totals.denominator)[base]
     a3 = a.reshape(a.shape[0], B, per)
     unit = np.repeat(np.arange(U), B)
     bases = np.tile(np.arange(B), U)
@@ -1170,13 +1173,7 @@ def calibrated_block_variance(
     step = max(1, CHUNK_ENTRIES // max(U * B, 1))
     for c0 in range(0, per, step):
         c1 = min(per, c0 + step)
-        num = cells.num_columns(c0, c1)[keep]
-        if ratio:
-            with np.errstate(invalid="ignore"):
-                vals = (num - theta[base, c0:c1] * den[:, None]) * inv_d[:, None]
-        else:
-            vals = num
-        vals = np.nan_to_num(vals)
+        vals = np.nan_to_num(cell_influence(block, cells, keep, theta, totals, c0, c1))
         correction = model.unit_c @ a3[:, :, c0:c1].reshape(a.shape[0], -1)
         t = -np.asarray(correction).reshape(U * B, c1 - c0)
         for j in range(c1 - c0):
@@ -1245,13 +1242,7 @@ def calibrated_one_stage_variance(
         )
     else:
         num = cells.num_columns(0, per)[keep]
-        if ratio:
-            with np.errstate(divide="ignore", invalid="ignore"):
-                inv_d = (1.0 / totals.denominator)[base]
-                vals = (num - theta[base] * cells.den[keep][:, None]) * inv_d[:, None]
-        else:
-            vals = num
-        vals = np.nan_to_num(vals)
+        vals = np.nan_to_num(cell_influence(block, cells, keep, theta, totals, 0, per))
         s1 = group_sum(key_hb, H * B, vals).reshape(H, B, per)
         s2 = group_sum(key_hb, H * B, vals * vals).reshape(H, B, per)
         rows = (key_hb[:, None] * per + np.arange(per)[None, :]).ravel()

@@ -36,6 +36,7 @@ import polars as pl
 import scipy.sparse as sp
 from scipy.special import expit
 
+from volna.design import level_labels
 from volna.errors import VolnaError
 from volna.margins import Margin, MarginCells, MarginError
 
@@ -568,7 +569,7 @@ def _model_matrix(
         if var in flat and isinstance(flat[var], Mapping):
             levels = {str(k): float(v) for k, v in flat[var].items()}
             used.add(var)
-            values = _as_level_strings(series)
+            values = level_labels(series)
             unknown = sorted(set(values.unique().to_list()) - set(levels))
             if unknown:
                 raise WeightingError(
@@ -585,7 +586,7 @@ def _model_matrix(
             target.append(float(flat[var]))
             used.add(var)
             continue
-        values = _as_level_strings(series)
+        values = level_labels(series)
         keys = [k for k in flat if k.startswith(f"{var}=")]
         if not keys:
             raise WeightingError(
@@ -606,17 +607,6 @@ def _model_matrix(
         )
     x = np.column_stack(cols) if cols else np.zeros((n, 0))
     return x, names, np.array(target)
-
-
-def _as_level_strings(series: pl.Series) -> pl.Series:
-    if series.dtype.is_float():
-        whole = (series == series.round(0)).fill_null(False)
-        return pl.select(
-            pl.when(whole)
-            .then(series.cast(pl.Int64, strict=False).cast(pl.String))
-            .otherwise(series.cast(pl.String))
-        ).to_series()
-    return series.cast(pl.String)
 
 
 @dataclass(frozen=True)
