@@ -1,0 +1,1 @@
+"""Reports: topline, banner tables, charts; HTML, XLSX and Markdown (see model.py)."""
