@@ -500,10 +500,14 @@ def _run(
         raise DesignError(f"deff={deff!r}: expected True, False, 'wor' or 'replace'")
     results = design.evaluate([s.block for s in specs], covariance=vcov)
     in_domain = domains.codes >= 0
-    domain_rows = np.bincount(domains.codes[in_domain], minlength=domains.n)
-    domain_weight = np.bincount(
-        domains.codes[in_domain], weights=design.weights[in_domain], minlength=domains.n
-    )
+    if domains.n == 1 and in_domain.all():
+        domain_rows = np.array([len(in_domain)])
+        domain_weight = np.array([design.weights.sum()])
+    else:
+        domain_rows = np.bincount(domains.codes[in_domain], minlength=domains.n)
+        domain_weight = np.bincount(
+            domains.codes[in_domain], weights=design.weights[in_domain], minlength=domains.n
+        )
     alpha = 1 - conf_level
     table = _Table(domains)
     keep_index: list[np.ndarray] = []

@@ -271,7 +271,11 @@ def cell_sums(
         )
     if size * per <= DENSE_LIMIT:
         valid = base >= 0
-        cell = np.where(valid, group_of_row * B + base, size)
+        if B == 1 and valid.all():
+            # everyone in the one base: the cells are the groups, nothing to mask
+            cell = group_of_row
+        else:
+            cell = np.where(valid, group_of_row * B + base, size)
         if block.counts_only and local is not None and per > 1:
             code = np.where(valid, cell * per + local, size * per)
             w_cells = np.bincount(code, weights=weights, minlength=size * per + 1)[:-1]
@@ -401,6 +405,31 @@ def block_totals(
             numerator,
             weight_sum,
         )
+    if B == 1 and per == 1 and block.local is None:
+        # one estimate (a mean or total of everyone): dot products, no gathers
+        valid = block.base >= 0
+        w = weights if valid.all() else np.where(valid, weights, 0.0)
+        num = _filled(block.numerator, valid)
+        wn = w if num is None else w * num
+        num_sq = np.array([[np.dot(wn, num) if num is not None else w.sum()]])
+        if block.denominator is None:
+            num_den, den_sq = numerator, weight_sum
+        else:
+            den = _filled(block.denominator, valid)
+            num_den = np.array([[np.dot(wn, den)]])
+            den_sq = np.array([np.dot(w * den, den)])
+        return BlockTotals(
+            numerator,
+            denominator,
+            weight_sum,
+            n_positive,
+            n_rows,
+            n_positive[:, None].copy(),
+            weight_sum[:, None].copy(),
+            num_sq,
+            num_den,
+            den_sq,
+        )
     rows = block.rows()
     code = block.codes(rows)
     w = weights[rows]
@@ -429,6 +458,14 @@ def block_totals(
         num_den,
         den_sq,
     )
+
+
+def _filled(values: np.ndarray | None, valid: np.ndarray) -> np.ndarray | None:
+    """Row values with those outside every base set to 0 (they may be missing)."""
+    if values is None:
+        return None
+    values = values.astype(float, copy=False)
+    return values if valid.all() else np.where(valid, values, 0.0)
 
 
 def block_estimates(block: RatioBlock, numerator: np.ndarray, denominator: np.ndarray):
