@@ -248,6 +248,22 @@ def cell_sums(
     """
     B, per = block.n_bases, block.per
     base = block.base
+    if group_of_row is None and B == 1 and per == 1 and (base >= 0).all():
+        # one cell holding every row: plain sums
+        n = len(base)
+        num = weights.sum() if block.numerator is None else np.dot(weights, block.numerator)
+        den = weights.sum() if block.denominator is None else np.dot(weights, block.denominator)
+        return CellSums(
+            group=np.zeros(1, np.int64),
+            base=np.zeros(1, np.int64),
+            per=1,
+            weight=np.array([weights.sum()]),
+            den=np.array([den]),
+            positive=np.array([positive.sum()]),
+            count=np.array([float(n)]),
+            num=np.array([[num]]),
+            dense_groups=1,
+        )
     if group_of_row is None:
         group_of_row = np.zeros(len(base), dtype=np.int64)
         n_groups = 1
