@@ -194,7 +194,7 @@ def factorize(series: pl.Series) -> tuple[np.ndarray, list[Any]]:
     if isinstance(series.dtype, pl.Enum):
         levels = series.dtype.categories.to_list()
         codes = series.to_physical().cast(pl.Int64).fill_null(-1).to_numpy()
-        return codes.astype(np.int64), levels
+        return codes.astype(np.int64, copy=False), levels
     if series.dtype == pl.Categorical:
         series = series.cast(pl.String)
     if series.dtype.is_float():
@@ -205,7 +205,7 @@ def factorize(series: pl.Series) -> tuple[np.ndarray, list[Any]]:
         codes = series.cast(pl.Enum(levels)).to_physical().cast(pl.Int64)
     else:
         codes = series.rank("dense").cast(pl.Int64) - 1
-    return codes.fill_null(-1).to_numpy().astype(np.int64), levels
+    return codes.fill_null(-1).to_numpy().astype(np.int64, copy=False), levels
 
 
 def interaction(*codes: np.ndarray) -> np.ndarray:
@@ -270,11 +270,11 @@ class Column:
 def column_from_series(series: pl.Series, name: str) -> Column:
     dtype = series.dtype
     if dtype == pl.Boolean:
-        codes = series.cast(pl.Int64).fill_null(-1).to_numpy().astype(np.int64)
+        codes = series.cast(pl.Int64).fill_null(-1).to_numpy().astype(np.int64, copy=False)
         values = np.where(codes < 0, np.nan, codes).astype(float)
         return Column(name, "boolean", values, codes, (False, True))
     if dtype.is_numeric() or dtype == pl.Null:
-        values = series.cast(pl.Float64).fill_null(np.nan).to_numpy().astype(float)
+        values = series.cast(pl.Float64).fill_null(np.nan).to_numpy().astype(float, copy=False)
         return Column(name, "numeric", values, None)
     if dtype in (pl.String, pl.Categorical) or isinstance(dtype, pl.Enum):
         codes, levels = factorize(series)

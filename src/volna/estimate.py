@@ -453,15 +453,13 @@ def _numeric_spec(col: Column, domains: Domains, estimator: str, kind: str) -> _
 
 def _level_spec(col: Column, domains: Domains, estimator: str, kind: str = "ratio") -> _Spec:
     missing = col.missing
-    base = np.where(missing, -1, domains.codes)
+    if missing.any():
+        base, local = np.where(missing, -1, domains.codes), np.where(missing, 0, col.codes)
+    else:
+        # nobody skipped the question: share the domain and level codes, no copies
+        base, local = domains.codes, col.codes
     per = max(len(col.levels), 1)
-    block = RatioBlock(
-        base=base,
-        n_bases=domains.n,
-        local=np.where(missing, 0, col.codes),
-        per=per,
-        kind=kind,
-    )
+    block = RatioBlock(base=base, n_bases=domains.n, local=local, per=per, kind=kind)
     levels = [label(v) for v in col.levels] or [None]
     return _Spec(col.name, estimator, block, levels, _missing_counts(domains, missing))
 

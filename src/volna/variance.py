@@ -965,7 +965,7 @@ def _chunked_product(blocks, replicate_weights, layout, size) -> np.ndarray:
         for block, (off, K, _B, has_den) in zip(blocks, layout, strict=True):
             base = block.base[i0:i1]
             rows = np.flatnonzero(base >= 0)
-            b = base[rows].astype(np.int64)
+            b = base[rows].astype(np.int64, copy=False)
             code = b * block.per
             if block.local is not None:
                 code = code + block.local[i0:i1][rows]
