@@ -13,7 +13,8 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
-## demo: generate the synthetic OK Russians study, validate it, summarise it, weight it
+## demo: generate the synthetic OK Russians study, validate it, summarise it, weight it,
+## then write its report (HTML, XLSX, Markdown; Russian and English)
 # Weighting: The Bell's 2024 destination stock and the illustrative age x gender margin.
 # The generated data (n 2000, seed 1) have respondents in every target cell, and every
 # destination The Bell does not name goes to its "other" level, so no --collapse is
@@ -31,6 +32,10 @@ demo: $(STAMP)
 		--report \
 		--compare destination=TR,destination=GE,sector=it,vote_2021=ur,plans=stay,fears/conscription \
 		--out $(OUT)/okrussians/weighted.csv
+	$(BIN)/volna report examples/okrussians/questionnaire.yaml $(OUT)/okrussians/data.csv \
+		--config examples/okrussians/report.yaml --lang all -o $(OUT)/okrussians/report
+	@echo "The report: $(OUT)/okrussians/report/report.ru.html and report.en.html (+ .xlsx, .md)"
+	@echo "The data are SYNTHETIC: made up by 'volna example', not answers of real people."
 
 ## test: lint and the whole test suite
 test: $(STAMP)

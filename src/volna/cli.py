@@ -369,6 +369,99 @@ def example(
     out.print(f"[bold]{n} synthetic respondents[/bold] (not real people), seed {seed}")
 
 
+@app.command("report")
+def report_command(
+    questionnaire: QuestionnaireArg,
+    data: DataArg,
+    config: Annotated[
+        Path | None,
+        typer.Option(
+            "--config",
+            "-c",
+            help="The report configuration (schema: examples/okrussians/report.yaml); "
+            "default: the built-in defaults.",
+        ),
+    ] = None,
+    output: Annotated[
+        Path, typer.Option("-o", "--output", help="The folder to write the report into.")
+    ] = Path("report"),
+    language: Annotated[
+        str | None,
+        typer.Option(
+            "--lang",
+            help="ru, en, or all (every language of the questionnaire); "
+            "default: the questionnaire's first language.",
+        ),
+    ] = None,
+    formats: Annotated[
+        str, typer.Option("--format", help="Comma-separated: html, xlsx, md.")
+    ] = "html,xlsx,md",
+) -> None:
+    """Build the report of DATA (tables, charts, rules applied) and write HTML, XLSX, Markdown."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from volna.io import read
+    from volna.report.write import check_formats, write_report
+
+    wanted = check_formats(f for f in formats.split(",") if f.strip())
+    q = _load(questionnaire)
+    languages = _report_languages(language, q, questionnaire)
+    # report building is the heavy import (estimation, charts): load it only when asked
+    from volna.report.build import build_report
+    from volna.report.config import ReportConfig, load_config
+
+    settings = load_config(config) if config is not None else ReportConfig.default()
+    frame = read(data, q, unknown_columns="keep")
+
+    written = []
+    reports = []
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=err,
+        transient=True,
+    ) as bar:
+        for lang in languages:
+            task = bar.add_task(f"report ({lang})", total=None)
+
+            def progress(what: str, done: int, total: int, *, _task=task, _lang=lang):
+                label = f"report ({_lang}): {what}" if what else f"report ({_lang})"
+                bar.update(_task, completed=done, total=total, description=label)
+
+            built = build_report(q, frame, settings, lang=lang, progress=progress)
+            bar.update(task, description=f"writing ({lang})")
+            written += write_report(built, output, wanted)
+            reports.append(built)
+            bar.remove_task(task)
+
+    for path in written:
+        if path.parent == output:  # the charts beside the Markdown go unlisted
+            out.print(f"wrote {path}", markup=False, highlight=False)
+    out.print(f"{data}: {frame.height} respondents; report in {output}/", markup=False)
+    notices = dict.fromkeys(r.synthetic_notice for r in reports if r.synthetic_notice)
+    for notice in notices:
+        out.print(f"[bold]{notice}[/bold]", highlight=False)
+
+
+def _report_languages(language: str | None, q, questionnaire: Path) -> list[str]:
+    """The languages to write the report in: one, or every one of the questionnaire's."""
+    known = list(q.languages)
+    if language is None:
+        return [q.default_language or (known[0] if known else "en")]
+    if language.strip().lower() == "all":
+        return known or ["en"]
+    chosen = [part.strip() for part in language.split(",") if part.strip()]
+    unknown = [lang for lang in chosen if lang not in known]
+    if unknown or not chosen:
+        raise VolnaError(
+            f"{questionnaire}: --lang {language}: the questionnaire has labels in "
+            f"{', '.join(known) or 'no language'} (or say all)"
+        )
+    return chosen
+
+
 def main() -> None:
     """Entry point: run the app, turning user errors into one line and an exit status."""
     try:
