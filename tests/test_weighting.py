@@ -319,3 +319,16 @@ def test_enum_columns_use_their_declared_levels():
     assert raked.weights.tolist() == [15.0, 10.0, 1.0, 15.0]
     with pytest.raises(MarginError, match=r"rows 3 have no value"):
         d.rake({"g": {"a": 10, "b": 30}})
+
+
+def test_replicates_start_from_the_full_sample_raking(sample):
+    # a bootstrap of single respondents: every replicate is raked to the margins
+    d = SurveyDesign.from_frame(sample, weights="w").with_replicates(
+        "bootstrap", replicates=20, seed=4
+    )
+    raked = d.rake(MARGINS)
+    reps = raked.replicates.weights
+    for var, targets in MARGINS.items():
+        values = sample[var].to_numpy()
+        for level, target in targets.items():
+            np.testing.assert_allclose(reps[values == level].sum(axis=0), target, rtol=1e-8)

@@ -436,15 +436,29 @@ def rake(
     )
     replicate_weights = None
     if design.replicates is not None:
+        with np.errstate(divide="ignore", invalid="ignore"):
+            factor = np.where(d > 0, w / np.where(d > 0, d, 1.0), 1.0)
         replicate_weights = _rake_replicates(
-            design, codes, sizes, cells, margins, population, tol, max_iter, method
+            design, codes, sizes, cells, margins, population, tol, max_iter, method, factor
         )
     return design.reweighted(w, step, calibration, replicate_weights)
 
 
-def _rake_replicates(design, codes, sizes, cells, margins, population, tol, max_iter, method):
-    """Rake every replicate to the same targets (shares of each replicate's covered part)."""
-    rep = design.replicates.weights
+#: replicates stop at this relative margin error at the tightest (their differences from
+#: the full sample, not rounding, are what the variance measures)
+REPLICATE_TOL = 1e-9
+
+
+def _rake_replicates(
+    design, codes, sizes, cells, margins, population, tol, max_iter, method, factor
+):
+    """Rake every replicate to the same targets (shares of each replicate's covered part).
+
+    Each replicate starts from its weights times the full sample's raking factor, so it
+    is already close to its margins: a few sweeps instead of hundreds.
+    """
+    rep = design.replicates.weights * factor[:, None]
+    tol = max(tol, REPLICATE_TOL)
     n_rep = rep.shape[1]
     groups = design._replicate_groups()
     extra = groups.group if groups is not None else np.arange(len(design.weights))
