@@ -118,7 +118,11 @@ def _scalar(value: object) -> bool:
 
 def _table(table: ReportTable, taken: set[str], lang: str) -> _Table:
     cells = table_cells(table)
-    prose = [any(_is_prose(row[j][0]) for row in cells) for j in range(table.display.width)]
+    # the methodology table is words, not figures: every column reads as text
+    wordy = table.kind == "methodology"
+    prose = [
+        wordy or any(_is_prose(row[j][0]) for row in cells) for j in range(table.display.width)
+    ]
     rows = [
         [
             # a row label is text as it is (a label "2022 Q" has no significance letters)

@@ -174,9 +174,9 @@ def notes_for_marks(table: ReportTable, lang: str) -> list[str]:
         return []
     used = set(table.marks.unpivot().get_column("value").drop_nulls().to_list())
     words = labels(lang)
-    return [
-        words[m] for m in ("suppressed", "unreliable", "disclosure", "significant") if m in used
-    ]
+    # significance letters are explained by the table's own note, which states the test,
+    # alpha and the multiple-comparison correction
+    return [words[m] for m in ("suppressed", "unreliable", "disclosure") if m in used]
 
 
 def chart_filename(key: str, lang: str) -> str:
