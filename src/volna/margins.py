@@ -29,7 +29,7 @@ import numpy as np
 import polars as pl
 
 from volna.errors import QuestionnaireError, VolnaError
-from volna.questionnaire.yaml_format import _kind, _Map, _parse_yaml, _Seq
+from volna.questionnaire.yaml_format import _kind, _Map, _parse_yaml, _Seq, read_text
 
 MARGIN_TYPES = ("counts", "shares")
 MISSING_POLICIES = ("error", "exclude")
@@ -441,18 +441,7 @@ def read_margins(path: str | Path) -> list[Margin]:
     >>> margins[-1].variables, margins[-1].derived["age_group"].bins["55+"]
     (('age_group', 'gender'), (55.0, None))
     """
-    path = Path(path)
-    try:
-        raw = path.read_bytes()
-    except OSError as exc:
-        raise MarginError(f"{path}: cannot read: {exc.strerror}") from None
-    try:
-        text = raw.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise MarginError(
-            f"{path}: not UTF-8 text (byte {exc.start}); save the margins file as UTF-8"
-        ) from None
-    return parse_margins(text, str(path))
+    return parse_margins(read_text(path, MarginError, "margins file"), str(path))
 
 
 def parse_margins(text: str, filename: str = "<margins>") -> list[Margin]:

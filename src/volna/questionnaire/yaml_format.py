@@ -456,22 +456,29 @@ def loads(text: str, filename: str = "<questionnaire>") -> Questionnaire:
     return _Reader(filename).questionnaire(_parse_yaml(text, filename))
 
 
-def load(path: str | Path) -> Questionnaire:
-    """Read a questionnaire from a YAML file; errors name the file, line and key."""
+def read_text(path: str | Path, error: type[Exception], what: str = "file") -> str:
+    """The UTF-8 text of a YAML file (a BOM allowed), or one-line ``error`` naming it.
+
+    Shared by every YAML file volna reads: questionnaires, margins, report settings.
+    """
     path = Path(path)
     try:
         raw = path.read_bytes()
     except OSError as exc:
-        raise QuestionnaireError(f"{path}: cannot read: {exc.strerror}") from None
+        raise error(f"{path}: cannot read: {exc.strerror}") from None
     if len(raw) > MAX_BYTES:
-        raise QuestionnaireError(f"{path}: larger than {MAX_BYTES // 1_000_000} MB")
+        raise error(f"{path}: larger than {MAX_BYTES // 1_000_000} MB")
     try:
-        text = raw.decode("utf-8-sig")
+        return raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
-        raise QuestionnaireError(
-            f"{path}: not UTF-8 text (byte {exc.start}); save the questionnaire as UTF-8"
+        raise error(
+            f"{path}: not UTF-8 text (byte {exc.start}); save the {what} as UTF-8"
         ) from None
-    return loads(text, str(path))
+
+
+def load(path: str | Path) -> Questionnaire:
+    """Read a questionnaire from a YAML file; errors name the file, line and key."""
+    return loads(read_text(path, QuestionnaireError, "questionnaire"), str(path))
 
 
 # -- writing --------------------------------------------------------------------

@@ -39,7 +39,7 @@ from typing import Any
 from volna.disclosure import CI_METHODS, CORRECTIONS, RULE_ACTIONS, TableRules
 from volna.errors import QuestionnaireError, VolnaError
 from volna.questionnaire.model import pick_label
-from volna.questionnaire.yaml_format import _kind, _Map, _parse_yaml, _Seq
+from volna.questionnaire.yaml_format import _kind, _Map, _parse_yaml, _Seq, read_text
 
 #: how weighting may be done
 WEIGHTING_METHODS = ("rake", "poststratify")
@@ -288,16 +288,7 @@ def load_config(path: str | Path) -> ReportConfig:
     ('channel', ('destination_bell_2024', 'age_gender_illustrative'), 'beta')
     """
     path = Path(path)
-    try:
-        raw = path.read_bytes()
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
-    try:
-        text = raw.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise ConfigError(
-            f"{path}: not UTF-8 text (byte {exc.start}); save the file as UTF-8"
-        ) from None
+    text = read_text(path, ConfigError, "report settings")
     return parse_config(text, str(path), base=path.parent)
 
 
@@ -906,14 +897,7 @@ def read_benchmarks(path: str | Path) -> list[Benchmark]:
     >>> b.name, b.value, b.question, b.levels
     ('ur_share_official_2021', 49.82, 'vote_2021', ('ur',))
     """
-    path = Path(path)
-    try:
-        text = path.read_bytes().decode("utf-8-sig")
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
-    except UnicodeDecodeError as exc:
-        raise ConfigError(f"{path}: not UTF-8 text (byte {exc.start})") from None
-    return parse_benchmarks(text, str(path))
+    return parse_benchmarks(read_text(path, ConfigError, "benchmarks file"), str(path))
 
 
 def parse_benchmarks(text: str, filename: str = "<benchmarks>") -> list[Benchmark]:
