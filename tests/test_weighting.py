@@ -332,3 +332,36 @@ def test_replicates_start_from_the_full_sample_raking(sample):
         values = sample[var].to_numpy()
         for level, target in targets.items():
             np.testing.assert_allclose(reps[values == level].sum(axis=0), target, rtol=1e-8)
+
+
+def test_shares_of_a_margin_that_leaves_people_out_are_of_the_covered_weight(sample):
+    # gender "x" is outside the age margin: it shares out only the others' weight
+    frame = sample.with_columns(
+        sex=pl.when(pl.int_range(pl.len()) % 37 == 0).then(pl.lit("x")).otherwise("sex")
+    )
+    d = SurveyDesign.from_frame(frame)
+    ages = Margin.of(
+        ["age", "sex"],
+        [
+            {"age": a, "sex": g, "value": v}
+            for a, v1 in zip(["a0", "a1", "a2", "a3"], [10, 15, 12, 13], strict=True)
+            for g, v in (("f", v1), ("m", v1))
+        ],
+        type="shares",
+        excluded={"sex": ("x",)},
+    )
+    counts = Margin.of("region", {"n": 400, "s": 300, "e": 200, "w": 100})
+    raked = d.rake([counts, ages])
+    step = raked.weighting[-1]
+    assert step.iterations < 50 and step.max_error < 1e-9
+    w = raked.weights
+    covered = frame["sex"].to_numpy() != "x"
+    share = w[covered & (frame["age"] == "a0").to_numpy() & (frame["sex"] == "f").to_numpy()]
+    assert share.sum() / w[covered].sum() == pytest.approx(0.10, rel=1e-9)
+    assert w.sum() == pytest.approx(1000.0, rel=1e-9)
+    # a share the weighting fixed has (almost) no sampling variance
+    is_a0f = pl.Series(((frame["age"] == "a0") & (frame["sex"] == "f")).cast(pl.Float64))
+    est = raked.mean(is_a0f, where=pl.Series(covered)).to_polars()
+    assert est["estimate"][0] == pytest.approx(0.10, rel=1e-9)
+    assert est["se"][0] < 1e-7
+    assert "its shares are of the weight" in step.notes[0]

@@ -100,8 +100,9 @@ class Calibration:
 
     d: np.ndarray
     w: np.ndarray
-    #: the calibration columns, or how to make them: cell codes and sizes of each margin
-    columns: sp.csr_matrix | tuple[tuple[np.ndarray, int], ...]
+    #: the calibration columns, or how to make them: for each margin its cell codes, its
+    #: number of cells and, for shares of the part of the sample it covers, the shares
+    columns: sp.csr_matrix | tuple[tuple[np.ndarray, int, np.ndarray | None], ...]
     variance: str = "regression"
     _cache: dict = field(default_factory=dict)
 
@@ -113,7 +114,7 @@ class Calibration:
             x = self.x
             counts = np.asarray(x.sum(axis=0)).ravel()
             xtx = np.asarray((x.T @ x).todense())
-            sizes = [size for _, size in self.columns]
+            sizes = [column[1] for column in self.columns]
             self._cache["backfit"] = (counts, xtx, np.cumsum([0, *sizes]))
         counts, xtx, edges = self._cache["backfit"]
         a = np.zeros_like(t)
@@ -130,7 +131,7 @@ class Calibration:
             return self.columns
         if "x" not in self._cache:
             self._cache["x"] = sp.hstack(
-                [_indicators(codes, size) for codes, size in self.columns]
+                [_margin_columns(*column) for column in self.columns]
             ).tocsr()
         return self._cache["x"]
 
@@ -170,6 +171,16 @@ def _pinv_sym(b: np.ndarray) -> np.ndarray:
     tol = vals.max(initial=0.0) * b.shape[0] * 1e-12
     inv = np.where(vals > tol, 1.0 / np.where(vals > tol, vals, 1.0), 0.0)
     return (vecs * inv) @ vecs.T
+
+
+def _margin_columns(codes: np.ndarray, n_cells: int, shares: np.ndarray | None) -> sp.csr_matrix:
+    """A margin's calibration columns: its cell indicators, or for shares of the covered
+    part ``1[cell = c] - s_c 1[covered]`` (the constraint ``sum w (x_c - s_c) = 0``)."""
+    x = _indicators(codes, n_cells)
+    if shares is None:
+        return x
+    covered = (codes >= 0).astype(float)
+    return (x - sp.csr_matrix(covered[:, None] * shares[None, :])).tocsr()
 
 
 def _indicators(codes: np.ndarray, n_cells: int) -> sp.csr_matrix:
@@ -213,19 +224,28 @@ def _cells(
     return out
 
 
-def _targets(cells: list[MarginCells], weights: np.ndarray, population: float) -> list:
-    """Each margin's targets as counts; shares are of the population the margin covers."""
-    out = []
-    total_w = weights.sum()
+def _targets(cells: list[MarginCells], population: float) -> tuple[list, list[bool]]:
+    """Each margin's targets as counts, or -- for shares of a margin that leaves some
+    respondents out -- as shares of whatever weight the covered respondents carry.
+
+    A shares margin covering everyone is a count: the shares of the population size.
+    One that leaves respondents out (codes it excludes, missing values under
+    ``missing="exclude"``) says nothing about how many they are, so it only shares out
+    the covered part's weight, whatever the other margins make it: ``relative``.
+    """
+    out, relative = [], []
     for c in cells:
         m = c.margin
         if m.type == "counts":
             out.append(c.targets.astype(float))
-            continue
-        covered = weights[~c.outside].sum()
-        size = population * (covered / total_w if total_w > 0 else 1.0)
-        out.append(c.targets / c.targets.sum() * size)
-    return out
+            relative.append(False)
+        elif c.outside.any():
+            out.append(c.targets / c.targets.sum())
+            relative.append(True)
+        else:
+            out.append(c.targets / c.targets.sum() * population)
+            relative.append(False)
+    return out, relative
 
 
 def _check_weights(design: SurveyDesign) -> np.ndarray:
@@ -255,8 +275,12 @@ def _ipf(
     targets: list[np.ndarray],
     tol: float,
     max_iter: int,
+    relative: Sequence[bool] | None = None,
 ) -> _RakeResult:
     """Iterative proportional fitting of cell weights ``base`` (cells,) or (cells, R).
+
+    A ``relative`` margin's targets are shares of the weight its cells hold at the
+    moment of its adjustment.
 
     ``cell_codes[k]`` gives the level of margin ``k`` of every cell (-1: outside it).
     Converges when every margin is within ``tol`` (relative) of its target: the sums
@@ -269,23 +293,32 @@ def _ipf(
     inside = [None if (c >= 0).all() else np.flatnonzero(c >= 0) for c in cell_codes]
     codes_in = [c if i is None else c[i] for c, i in zip(cell_codes, inside, strict=True)]
 
+    relative = list(relative) if relative is not None else [False] * len(targets)
+
     def sums_of(k: int) -> np.ndarray:
         part = w if inside[k] is None else w[inside[k]]
         return _sum_by(codes_in[k], part, sizes[k])
 
+    def target_of(k: int, sums: np.ndarray) -> np.ndarray:
+        if relative[k]:
+            return targets[k] * sums.sum(axis=0)
+        return np.broadcast_to(targets[k], sums.shape)
+
     def errors_now() -> list[float]:
-        return [
-            float(_relative_errors(sums_of(k), np.broadcast_to(t, sums_of(k).shape)).max(initial=0))
-            for k, t in enumerate(targets)
-        ]
+        out = []
+        for k in range(len(targets)):
+            sums = sums_of(k)
+            out.append(float(_relative_errors(sums, target_of(k, sums)).max(initial=0)))
+        return out
 
     iterations = 0
     converged = False
     for sweep in range(1, max_iter + 1):
         iterations = sweep
         worst_before = 0.0
-        for k, target in enumerate(targets):
+        for k in range(len(targets)):
             sums = sums_of(k)
+            target = target_of(k, sums)
             with np.errstate(divide="ignore", invalid="ignore"):
                 ratio = np.where(sums > 0, target / sums, 1.0)
                 err = np.abs(ratio - 1.0)
@@ -394,13 +427,13 @@ def rake(
     d = _check_weights(design)
     cells = _cells(design, margins, missing, collapse)
     population = _population_size(margins, float(d.sum()))
-    targets = _targets(cells, d, population)
+    targets, relative = _targets(cells, population)
     codes = [c.codes for c in cells]
     sizes = [c.n_cells for c in cells]
     row_cell, cell_codes, _ = _collapse(codes)
     n_cells = int(row_cell.max(initial=-1)) + 1
     base = np.bincount(row_cell, weights=d, minlength=n_cells)
-    result = _ipf(cell_codes, sizes, base, targets, tol, max_iter)
+    result = _ipf(cell_codes, sizes, base, targets, tol, max_iter, relative)
     if not result.converged:
         worst = int(np.argmax(result.errors))
         raise WeightingError(
@@ -431,15 +464,17 @@ def rake(
     )
     if variance not in ("regression", "rake"):
         raise WeightingError(f"variance={variance!r}: expected 'regression' or 'rake'")
-    calibration = Calibration(
-        d=d, w=w, columns=tuple((c.codes, c.n_cells) for c in cells), variance=variance
+    columns = tuple(
+        (c.codes, c.n_cells, t if rel else None)
+        for c, t, rel in zip(cells, targets, relative, strict=True)
     )
+    calibration = Calibration(d=d, w=w, columns=columns, variance=variance)
     replicate_weights = None
     if design.replicates is not None:
         with np.errstate(divide="ignore", invalid="ignore"):
             factor = np.where(d > 0, w / np.where(d > 0, d, 1.0), 1.0)
         replicate_weights = _rake_replicates(
-            design, codes, sizes, cells, margins, population, tol, max_iter, method, factor
+            design, codes, sizes, targets, relative, margins, tol, max_iter, method, factor
         )
     return design.reweighted(w, step, calibration, replicate_weights)
 
@@ -450,7 +485,7 @@ REPLICATE_TOL = 1e-9
 
 
 def _rake_replicates(
-    design, codes, sizes, cells, margins, population, tol, max_iter, method, factor
+    design, codes, sizes, targets, relative, margins, tol, max_iter, method, factor
 ):
     """Rake every replicate to the same targets (shares of each replicate's covered part).
 
@@ -469,17 +504,8 @@ def _rake_replicates(
         shape=(n_cells, len(row_cell)),
     )
     base = np.asarray(to_cell @ rep)
-    targets_r = []
-    for c in cells:
-        m = c.margin
-        if m.type == "counts":
-            targets_r.append(np.repeat(c.targets[:, None], n_rep, axis=1))
-        else:
-            total = rep.sum(axis=0)
-            covered = rep[~c.outside].sum(axis=0)
-            frac = np.where(total > 0, covered / np.where(total > 0, total, 1), 1.0)
-            targets_r.append((c.targets / c.targets.sum())[:, None] * population * frac[None, :])
-    result = _ipf(cell_codes, sizes, base, targets_r, tol, max_iter)
+    targets_r = [np.repeat(t[:, None], n_rep, axis=1) for t in targets]
+    result = _ipf(cell_codes, sizes, base, targets_r, tol, max_iter, relative)
     if not result.converged:
         worst = int(np.argmax(result.errors))
         raise WeightingError(
@@ -497,6 +523,11 @@ def _outside_notes(cells: list[MarginCells]) -> tuple[str, ...]:
             notes.append(
                 f"{k} respondent(s) outside margin {c.margin.title} (excluded codes or "
                 "missing values) keep the weight the other margins give them"
+                + (
+                    "; its shares are of the weight the respondents it covers carry"
+                    if c.margin.type == "shares"
+                    else ""
+                )
             )
     return tuple(notes)
 
