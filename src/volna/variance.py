@@ -29,7 +29,9 @@ rows times the number of estimates.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -951,15 +953,38 @@ DENSE_PRODUCT_ROWS = 64
 #: rows per chunk of the dense product
 DENSE_PRODUCT_CHUNK = 1 << 16
 
+#: threads for the sparse replicate product (scipy releases the GIL inside it)
+PRODUCT_THREADS = max(1, min(4, os.cpu_count() or 1))
+
 
 def _chunked_product(blocks, replicate_weights, layout, size) -> np.ndarray:
     if size <= DENSE_PRODUCT_ROWS:
         return _dense_product(blocks, replicate_weights, layout, size)
     n, R = replicate_weights.shape
-    out = np.zeros((size, R))
     # small row chunks keep the sparse product's reads of the weights in cache
     step = max(1024, min(4096, (1 << 21) // max(R, 1)))
-    for i0 in range(0, n, step):
+    workers = min(PRODUCT_THREADS, max(1, n // (16 * step)))
+    if workers == 1:
+        return _chunk_range(blocks, replicate_weights, layout, size, 0, n, step)
+    # scipy's sparse product releases the GIL: halves of the rows on two cores
+    bounds = np.linspace(0, n // step, workers + 1).astype(int) * step
+    bounds[-1] = n
+    with ThreadPoolExecutor(workers) as pool:
+        parts = pool.map(
+            lambda k: _chunk_range(
+                blocks, replicate_weights, layout, size, bounds[k], bounds[k + 1], step
+            ),
+            range(workers),
+        )
+        return sum(parts)
+
+
+def _chunk_range(blocks, replicate_weights, layout, size, start, stop, step) -> np.ndarray:
+    """``X.T @ W`` over rows ``start:stop``, ``step`` rows at a time."""
+    R = replicate_weights.shape[1]
+    n = stop
+    out = np.zeros((size, R))
+    for i0 in range(start, stop, step):
         i1 = min(n, i0 + step)
         rows_i, cols_i, vals = [], [], []
         for block, (off, K, _B, has_den) in zip(blocks, layout, strict=True):
