@@ -602,3 +602,27 @@ def test_too_many_cells_are_refused(monkeypatch):
     monkeypatch.setattr(replicates, "MAX_REPLICATE_CELLS", 100)
     with pytest.raises(VolnaError, match="JK1: 20 rows x 20 replicates"):
         make_replicates(None, np.arange(20), None, np.ones(20), type="JK1")
+
+
+def test_threaded_replicate_product_equals_one_pass():
+    # enough rows for the product to be split across threads, enough estimates for it
+    # to take the sparse path
+    from volna import variance
+
+    rng = np.random.default_rng(5)
+    n, R = 140_000, 3
+    weights = rng.uniform(0.5, 2.0, (n, R))
+    block = variance.RatioBlock(
+        base=rng.integers(-1, 20, n), n_bases=20, local=rng.integers(0, 5, n), per=5
+    )
+    layout = [(0, block.n_estimates, block.n_bases, False)]
+    size = block.n_estimates
+    threaded = variance._chunked_product([block], weights, layout, size)
+    single = variance._chunk_range([block], weights, layout, size, 0, n, 4096)
+    if variance.PRODUCT_THREADS > 1:
+        assert n // (16 * 4096) >= 2  # the threaded path really ran
+    np.testing.assert_allclose(threaded, single, rtol=1e-12)
+    expected = np.zeros((size, R))
+    ok = block.base >= 0
+    np.add.at(expected, block.base[ok] * 5 + block.local[ok], weights[ok])
+    np.testing.assert_allclose(threaded, expected, rtol=1e-12)
