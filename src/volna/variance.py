@@ -947,8 +947,9 @@ def _grouped_product(blocks, cells, groups, layout, size) -> np.ndarray:
     return np.asarray(matrix @ groups.factors)
 
 
-#: up to this many estimate rows, replicate totals use a dense (multi-threaded) product
-DENSE_PRODUCT_ROWS = 64
+#: up to this many estimate rows (a mean: numerator and denominator), replicate totals use
+#: a dense BLAS product; beyond, each row adds to so few of them that a sparse one is cheaper
+DENSE_PRODUCT_ROWS = 4
 
 #: rows per chunk of the dense product
 DENSE_PRODUCT_CHUNK = 1 << 16
