@@ -346,6 +346,54 @@ def _numbers(text, data: Path):
     return values
 
 
+@app.command()
+def screen(
+    questionnaire: QuestionnaireArg,
+    data: DataArg,
+    rules: Annotated[
+        Path | None,
+        typer.Option(
+            "--rules", help="Screening rules YAML (schema: examples/okrussians/screening.yaml)."
+        ),
+    ] = None,
+    output: Annotated[
+        Path | None,
+        typer.Option("--out", "-o", help="Write the data with flag_, why_ and excluded columns."),
+    ] = None,
+) -> None:
+    """Flag speeders, straightliners, duplicates, partial completes; say how many are excluded."""
+    from volna.io import read
+    from volna.screening import read_rules
+    from volna.screening import screen as run
+
+    q = _load(questionnaire)
+    settings = read_rules(rules) if rules is not None else None
+    frame = read(data, q)
+    result = run(frame, q, settings)
+    table = Table("rule", "flagged", "excluded", "only this rule", title=f"{data}: screening")
+    for row in result.summary.iter_rows(named=True):
+        table.add_row(row["rule"], str(row["flagged"]), str(row["excluded"]), str(row["only"]))
+    out.print(table)
+    n, k = result.data.height, result.n_excluded
+    ran = set(result.summary["rule"])
+    policy = ", ".join(r for r in result.rules.excluding if r in ran) or "no rule"
+    out.print(
+        f"{n} respondents: {k} excluded ({100 * k / max(n, 1):.1f}%) by {policy}; {n - k} kept",
+        markup=False,
+        highlight=False,
+    )
+    if result.duplicate_pairs.height:
+        out.print(f"{result.duplicate_pairs.height} duplicate pairs", markup=False)
+    if output is not None:
+        if output.suffix.lower() != ".csv":
+            raise VolnaError(f"{output}: --out writes CSV; give a .csv file name")
+        try:
+            result.data.write_csv(output)
+        except OSError as exc:
+            raise VolnaError(f"{output}: cannot write: {exc.strerror}") from None
+        out.print(f"wrote {output}", markup=False, highlight=False)
+
+
 class Study(StrEnum):
     okrussians = "okrussians"
 
