@@ -13,7 +13,7 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
-## demo: generate the synthetic OK Russians study, validate it, summarise it, weight it,
+## demo: generate the synthetic OK Russians study, validate, summarise, screen and weight it,
 ## then write its report (HTML, XLSX, Markdown; Russian and English)
 # Weighting: The Bell's 2024 destination stock and the illustrative age x gender margin.
 # The generated data (n 2000, seed 1) have respondents in every target cell, and every
@@ -25,6 +25,11 @@ demo: $(STAMP)
 	$(BIN)/volna example okrussians --n 2000 --seed 1 -o $(OUT)/okrussians/data.csv
 	$(BIN)/volna validate examples/okrussians/questionnaire.yaml $(OUT)/okrussians/data.csv
 	$(BIN)/volna summary examples/okrussians/questionnaire.yaml $(OUT)/okrussians/data.csv
+	# Screening flags the planted speeders, straightliners and duplicates and shows what
+	# excluding them changes; weighting and the report below still use every respondent.
+	$(BIN)/volna screen examples/okrussians/questionnaire.yaml $(OUT)/okrussians/data.csv \
+		--rules examples/okrussians/screening.yaml --compare plans,sector \
+		--out $(OUT)/okrussians/screened.csv
 	$(BIN)/volna weight $(OUT)/okrussians/data.csv \
 		--questionnaire examples/okrussians/questionnaire.yaml \
 		--margins examples/okrussians/margins.yaml \

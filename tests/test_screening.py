@@ -23,6 +23,7 @@ from volna.screening import (
     parse_rules,
     read_rules,
     screen,
+    sensitivity,
 )
 
 SMALL = Questionnaire.loads(
@@ -286,7 +287,52 @@ def test_cli_screen(tmp_path, example):
     written = pl.read_csv(out, infer_schema_length=0)
     assert {"flag_speeder", "why_duplicate", "excluded"} <= set(written.columns)
     assert (written["excluded"] == "true").sum() == 53
+    res = runner.invoke(app, ["screen", q, str(path), "--rules", str(RULES), "--compare", "plans"])
+    assert res.exit_code == 0, res.output
+    assert "What excluding them changes" in res.output and "undecided" in res.output
     bad = tmp_path / "bad.yaml"
     bad.write_text("partial: {min_share: 2}\n", encoding="utf-8")
     res = runner.invoke(app, ["screen", q, str(path), "--rules", str(bad)])
     assert res.exit_code != 0
+
+
+def test_sensitivity_matches_the_linearized_difference_by_hand():
+    # simple random sample, weights 1: the variance of all-minus-kept is that of the
+    # influence values u_i = (y_i - p_all)/N - kept_i (y_i - p_kept)/N_kept
+    rng = np.random.default_rng(2)
+    n = 400
+    answer = rng.choice(["a", "b", "c"], size=n, p=[0.5, 0.3, 0.2]).astype(object)
+    answer[rng.random(n) < 0.05] = None
+    excluded = rng.random(n) < 0.15
+    excluded[np.asarray([a == "a" for a in answer]) & (rng.random(n) < 0.2)] = True
+    frame = pl.DataFrame({"q": pl.Series(list(answer), dtype=pl.String), "excluded": excluded})
+    result = screen_result(frame)
+    table = sensitivity(result, "q").filter(pl.col("level") == "a")
+    ok = np.array([a is not None for a in answer])
+    y = np.array([a == "a" for a in answer], dtype=float)
+    kept = ~excluded & ok
+    p_all, p_kept = y[ok].mean(), y[kept].mean()
+    u = np.where(ok, (y - p_all) / ok.sum(), 0.0) - np.where(kept, (y - p_kept) / kept.sum(), 0.0)
+    se = np.sqrt(n / (n - 1) * np.sum((u - u.mean()) ** 2))
+    row = table.row(0, named=True)
+    assert row["all"] == pytest.approx(p_all) and row["kept"] == pytest.approx(p_kept)
+    assert row["difference"] == pytest.approx(p_all - p_kept, rel=1e-12)
+    assert row["se"] == pytest.approx(se, rel=1e-9)
+    assert row["n_all"] == ok.sum() and row["n_kept"] == kept.sum()
+
+
+def test_sensitivity_on_the_example(example):
+    _data, _key, result = example
+    table = sensitivity(result, ["destination", "sector"])
+    assert set(table["variable"]) == {"destination", "sector"}
+    assert (table["n_kept"] < table["n_all"]).all()
+    assert (table["se"] > 0).all()
+    shares = table.group_by("variable").agg(pl.col("all").sum(), pl.col("kept").sum())
+    for row in shares.iter_rows(named=True):
+        assert row["all"] == pytest.approx(1.0) and row["kept"] == pytest.approx(1.0)
+
+
+def screen_result(frame: pl.DataFrame):
+    from volna.screening import ScreeningResult, _empty_pairs
+
+    return ScreeningResult(frame, pl.DataFrame(), _empty_pairs(), ScreeningRules())

@@ -360,6 +360,14 @@ def screen(
         Path | None,
         typer.Option("--out", "-o", help="Write the data with flag_, why_ and excluded columns."),
     ] = None,
+    compare: Annotated[
+        str | None,
+        typer.Option(
+            "--compare",
+            help="Variables to estimate with everyone and without the excluded, "
+            "comma-separated: shares (or means), the difference and its SE.",
+        ),
+    ] = None,
 ) -> None:
     """Flag speeders, straightliners, duplicates, partial completes; say how many are excluded."""
     from volna.io import read
@@ -384,6 +392,33 @@ def screen(
     )
     if result.duplicate_pairs.height:
         out.print(f"{result.duplicate_pairs.height} duplicate pairs", markup=False)
+    if compare:
+        from volna.screening import sensitivity
+
+        names = [c.strip() for c in compare.split(",") if c.strip()]
+        found = sensitivity(result, names)
+        shown = Table(
+            "variable",
+            "level",
+            "all",
+            "kept",
+            "difference",
+            "95% CI",
+            "p",
+            title="What excluding them changes (percent; means as they are)",
+        )
+        for row in found.iter_rows(named=True):
+            scale = 1.0 if row["level"] is None else 100.0
+            shown.add_row(
+                row["variable"],
+                row["level"] or "(mean)",
+                f"{scale * row['all']:.1f}",
+                f"{scale * row['kept']:.1f}",
+                f"{scale * row['difference']:+.1f}",
+                f"{scale * row['ci_low']:+.1f} to {scale * row['ci_high']:+.1f}",
+                f"{row['p_value']:.3f}",
+            )
+        out.print(shown)
     if output is not None:
         if output.suffix.lower() != ".csv":
             raise VolnaError(f"{output}: --out writes CSV; give a .csv file name")
