@@ -26,7 +26,8 @@ demo: $(STAMP)
 	$(BIN)/volna validate examples/okrussians/questionnaire.yaml $(OUT)/okrussians/data.csv
 	$(BIN)/volna summary examples/okrussians/questionnaire.yaml $(OUT)/okrussians/data.csv
 	# Screening flags the planted speeders, straightliners and duplicates and shows what
-	# excluding them changes; weighting and the report below still use every respondent.
+	# excluding them changes; `volna weight` below weights every respondent, while the
+	# report (report.yaml: screening) screens first and leaves the excluded out.
 	$(BIN)/volna screen examples/okrussians/questionnaire.yaml $(OUT)/okrussians/data.csv \
 		--rules examples/okrussians/screening.yaml --compare plans,sector \
 		--out $(OUT)/okrussians/screened.csv

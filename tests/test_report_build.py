@@ -42,7 +42,11 @@ def responses() -> pl.DataFrame:
 
 @pytest.fixture(scope="module")
 def config() -> ReportConfig:
-    return load_config(example_path("okrussians", "report.yaml"))
+    # the example's settings without its screening step, so that every figure can be
+    # checked against all 2,000 generated respondents (screening: its own test below)
+    from dataclasses import replace
+
+    return replace(load_config(example_path("okrussians", "report.yaml")), screening=None)
 
 
 _BUILT: dict[str, tuple[Report, float, list]] = {}
@@ -616,3 +620,22 @@ def test_replicate_weights(questionnaire, tmp_path):
 def test_replicate_config_errors(tmp_path, text, message):
     with pytest.raises(ConfigError, match=message):
         load_config(_write(tmp_path, text))
+
+
+def test_screening_section_excludes_and_compares():
+    from volna.examples.generate_okrussians import generate
+    from volna.report.config import load_config
+
+    q = Questionnaire.load(example_path("okrussians", "questionnaire.yaml"))
+    data, _key = generate(n=2000, seed=1)
+    config = load_config(example_path("okrussians", "report.yaml"))
+    report = build_report(q, data, config, lang="en")
+    section = next(s for s in report.sections if s.key == "screening")
+    rules, compare = section.tables
+    excluded = int(rules.estimates["excluded"].sum()) if "excluded" in rules.estimates else 0
+    assert excluded >= 50  # every planted respondent (50) and a few chance straightliners
+    facts = dict(report.facts)
+    assert facts["Respondents"] == f"{2000 - 53:,}"
+    # the comparison rows are labelled with the questions' wording and choices
+    assert any(label.startswith("What are your plans?") for label in compare.display[""])
+    assert (compare.estimates["se"] > 0).all()

@@ -312,6 +312,9 @@ class _Builder:
             + len(config.waves)
         )
         self.step("data")
+        self.screening = None
+        if config.screening is not None:
+            self._screen()
         frame = self._prepare(self.raw, self.questions)
         self.banners = self._banners(frame)
         frame = self._banner_columns(frame, self.banners)
@@ -337,7 +340,10 @@ class _Builder:
         if config.waves:
             sections.append(self._waves_section(top))
         self.step("methodology")
-        sections = [self._methodology_section(), self._weighting_section(), *sections]
+        first = [self._methodology_section()]
+        if self.screening is not None:
+            first.append(self._screening_section())
+        sections = [*first, self._weighting_section(), *sections]
         self._done = self._total
         if self._progress is not None:
             self._progress("done", self._total, self._total)
@@ -1449,6 +1455,102 @@ class _Builder:
             intro=(t("paired_intro", lang),),
             tables=tuple(tables),
         )
+
+    # ---- screening ---------------------------------------------------------------------
+
+    def _screen(self) -> None:
+        """Screen the responses; the rest of the report uses those the policy keeps."""
+        from volna.screening import read_rules, screen, sensitivity
+
+        sc = self.config.screening
+        rules = read_rules(sc.rules) if sc.rules is not None else None
+        result = screen(self.raw, self.qn, rules)
+        compare = sensitivity(result, list(sc.compare)) if sc.compare else None
+        self.screening = (result, compare, self.raw.height)
+        self.raw = result.kept
+
+    def _screening_section(self) -> Section:
+        lang = self.lang
+        result, compare, n = self.screening
+        sc = self.config.screening
+        rules_name = sc.rules.name if sc.rules is not None else "(defaults)"
+        k = result.n_excluded
+        intro = t(
+            "screening_intro",
+            lang,
+            rules=rules_name,
+            excluded=i18n.count(k, lang),
+            n=i18n.count(n, lang),
+            kept=i18n.count(n - k, lang),
+        )
+        summary = result.summary
+        display = pl.DataFrame(
+            {
+                t("screening_rule", lang): summary["rule"].cast(pl.String),
+                t("screening_flagged", lang): [i18n.count(v, lang) for v in summary["flagged"]],
+                t("screening_excluded", lang): [i18n.count(v, lang) for v in summary["excluded"]],
+                t("screening_only", lang): [i18n.count(v, lang) for v in summary["only"]],
+            }
+        )
+        tables = [
+            ReportTable(
+                key="screening:rules",
+                kind="methodology",
+                title=t("screening_rules_table", lang),
+                estimates=summary,
+                display=display,
+                marks=display.select(pl.all().map_elements(lambda _: "", return_dtype=pl.String)),
+            )
+        ]
+        if compare is not None and compare.height:
+            rows = compare.with_columns(pl.col("level").fill_null("(mean)"))
+            display = pl.DataFrame(
+                {
+                    "": [
+                        self._item_label(r["variable"], r["level"])
+                        for r in rows.iter_rows(named=True)
+                    ],
+                    t("screening_all", lang): [i18n.pct(v, lang) for v in rows["all"]],
+                    t("screening_kept", lang): [i18n.pct(v, lang) for v in rows["kept"]],
+                    t("screening_diff", lang): [i18n.points(v, lang) for v in rows["difference"]],
+                    t("screening_ci", lang): [
+                        i18n.interval(a, b, lang)
+                        for a, b in zip(rows["ci_low"], rows["ci_high"], strict=True)
+                    ],
+                    t("screening_p", lang): [
+                        "—" if p is None or not math.isfinite(p) else f"{p:.3f}"
+                        for p in rows["p_value"]
+                    ],
+                }
+            )
+            tables.append(
+                ReportTable(
+                    key="screening:compare",
+                    kind="topline",
+                    title=t("screening_compare_table", lang),
+                    estimates=compare,
+                    display=display,
+                    marks=display.select(
+                        pl.all().map_elements(lambda _: "", return_dtype=pl.String)
+                    ),
+                    notes=(t("screening_note", lang),),
+                )
+            )
+        return Section(
+            key="screening", title=t("screening", lang), intro=(intro,), tables=tuple(tables)
+        )
+
+    def _item_label(self, variable: str, level: str | None) -> str:
+        """``Question: choice`` in the report language, for a row of a comparison."""
+        names = {q.name: q for q in self.qn.questions}
+        q = names.get(variable)
+        if q is None:
+            return f"{variable}: {level}" if level else variable
+        text = q.label(self.lang)
+        if level is None or level == "(mean)":
+            return text
+        choice = next((c for c in q.choices if c.code == level), None)
+        return f"{text}: {choice.label(self.lang) if choice is not None else level}"
 
     # ---- benchmarks --------------------------------------------------------------------
 

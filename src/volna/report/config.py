@@ -190,6 +190,9 @@ class ReportConfig:
     banners: tuple[Banner, ...] = ()
     paired: bool = True
     benchmarks: Path | None = None
+    #: screen the responses first (``volna.screening``): the rules file, and the
+    #: variables whose estimates are shown with and without the excluded respondents
+    screening: ScreeningConfig | None = None
     #: names for the benchmarks in the report, by benchmark name, per language
     benchmark_labels: Mapping[str, Text] = field(default_factory=dict)
     wave: Text = field(default_factory=dict)
@@ -237,6 +240,14 @@ class ReportConfig:
 # reading
 
 
+@dataclass(frozen=True)
+class ScreeningConfig:
+    """Screen before anything else: exclude as the rules file says, show what it changes."""
+
+    rules: Path | None = None
+    compare: tuple[str, ...] = ()
+
+
 _TOP_KEYS = (
     "title",
     "study",
@@ -248,6 +259,7 @@ _TOP_KEYS = (
     "banners",
     "paired",
     "benchmarks",
+    "screening",
     "wave",
     "waves",
     "rules",
@@ -829,6 +841,19 @@ class _ConfigReader(_Reader):
                     }
             else:
                 kw["benchmarks"] = self.file(value, ln, "benchmarks")
+        if get("screening") is not None:
+            value, ln = top["screening"], top.lines["screening"]
+            if isinstance(value, _Map):
+                m = self.mapping(value, ln, "screening", ("rules", "compare"))
+                rules = None
+                if m.get("rules") is not None:
+                    rules = self.file(m["rules"], m.lines["rules"], "screening.rules")
+                compare = ()
+                if m.get("compare") is not None:
+                    compare = self.names(m["compare"], m.lines["compare"], "screening.compare")
+                kw["screening"] = ScreeningConfig(rules, tuple(compare))
+            else:
+                kw["screening"] = ScreeningConfig(self.file(value, ln, "screening"))
         if get("wave") is not None:
             kw["wave"] = self.text(top["wave"], top.lines["wave"], "wave")
         if get("waves") is not None:

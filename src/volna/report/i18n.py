@@ -34,6 +34,33 @@ STRINGS: dict[str, dict[str, str]] = {
     "topline": {"ru": "Распределения ответов", "en": "Topline"},
     "banners": {"ru": "Таблицы сопряжённости", "en": "Banner tables"},
     "paired": {"ru": "До и после", "en": "Before and after"},
+    "screening": {"ru": "Проверка ответов", "en": "Response screening"},
+    "screening_intro": {
+        "ru": "Правила проверки заданы заранее в файле {rules}. Исключено {excluded} из "
+        "{n} анкет; отчёт построен по остальным {kept}.",
+        "en": "The screening rules were set in advance in {rules}. {excluded} of {n} "
+        "responses were excluded; the report uses the other {kept}.",
+    },
+    "screening_rules_table": {
+        "ru": "Сколько анкет отметило каждое правило",
+        "en": "What each rule flagged",
+    },
+    "screening_rule": {"ru": "Правило", "en": "Rule"},
+    "screening_flagged": {"ru": "Отмечено", "en": "Flagged"},
+    "screening_excluded": {"ru": "Исключено", "en": "Excluded"},
+    "screening_only": {"ru": "Только этим правилом", "en": "By this rule only"},
+    "screening_compare_table": {"ru": "Что меняет исключение", "en": "What excluding them changes"},
+    "screening_all": {"ru": "Все, %", "en": "Everyone, %"},
+    "screening_kept": {"ru": "Без исключённых, %", "en": "Without the excluded, %"},
+    "screening_diff": {"ru": "Разница, п.п.", "en": "Difference, points"},
+    "screening_ci": {"ru": "95% ДИ разницы", "en": "95% CI of the difference"},
+    "screening_p": {"ru": "p", "en": "p"},
+    "screening_note": {
+        "ru": "Разница: все минус оставшиеся, без весов; её стандартная ошибка учитывает, "
+        "что оставшиеся входят во всех (линеаризация).",
+        "en": "Difference: everyone minus those kept, unweighted; its standard error "
+        "accounts for those kept being part of everyone (linearization).",
+    },
     "benchmarks": {"ru": "Сравнение с внешними данными", "en": "Benchmarks"},
     "waves": {"ru": "Сравнение волн", "en": "Waves"},
     # column headers
