@@ -29,7 +29,14 @@ import numpy as np
 import polars as pl
 
 from volna.errors import QuestionnaireError, VolnaError
-from volna.questionnaire.yaml_format import _kind, _Map, _parse_yaml, _Seq, read_text
+from volna.questionnaire.yaml_format import (
+    _kind,
+    _Map,
+    _parse_yaml,
+    _Seq,
+    level_problem,
+    read_text,
+)
 
 MARGIN_TYPES = ("counts", "shares")
 MISSING_POLICIES = ("error", "exclude")
@@ -556,16 +563,12 @@ class _MarginsReader:
         return float(value)
 
     def level(self, value: Any, line: int, key: str) -> str:
-        if isinstance(value, bool):
-            raise self.fail(
-                line,
-                key,
-                f"expected a level, found {str(value).lower()} (YAML reads yes/no/on/off "
-                'without quotes as true/false: write "yes")',
-            )
-        if not isinstance(value, str | int | float) or value == "":
-            raise self.fail(line, key, f"expected a level, found {_kind(value)}")
-        return _level(value)
+        problem = level_problem(value)
+        if problem is not None:
+            raise self.fail(line, key, problem)
+        if isinstance(value, float) and value.is_integer():
+            return str(int(value))
+        return str(value)
 
     def names(self, m: Any, k: str) -> tuple[str, ...]:
         value = m.get(k)

@@ -456,6 +456,24 @@ def loads(text: str, filename: str = "<questionnaire>") -> Questionnaire:
     return _Reader(filename).questionnaire(_parse_yaml(text, filename))
 
 
+def level_problem(value: Any) -> str | None:
+    """Why a YAML value cannot be a level (a code of a category), or None if it can.
+
+    >>> level_problem(True).split(" (")[0]
+    'expected a level, found true'
+    >>> level_problem("TR") is None
+    True
+    """
+    if isinstance(value, bool):
+        return (
+            f"expected a level, found {str(value).lower()} (YAML reads yes/no/on/off "
+            'without quotes as true/false: write "yes")'
+        )
+    if not isinstance(value, str | int | float) or value == "":
+        return f"expected a level, found {_kind(value)}"
+    return None
+
+
 def read_text(path: str | Path, error: type[Exception], what: str = "file") -> str:
     """The UTF-8 text of a YAML file (a BOM allowed), or one-line ``error`` naming it.
 

@@ -39,7 +39,14 @@ from typing import Any
 from volna.disclosure import CI_METHODS, CORRECTIONS, RULE_ACTIONS, TableRules
 from volna.errors import QuestionnaireError, VolnaError
 from volna.questionnaire.model import pick_label
-from volna.questionnaire.yaml_format import _kind, _Map, _parse_yaml, _Seq, read_text
+from volna.questionnaire.yaml_format import (
+    _kind,
+    _Map,
+    _parse_yaml,
+    _Seq,
+    level_problem,
+    read_text,
+)
 
 #: how weighting may be done
 WEIGHTING_METHODS = ("rake", "poststratify")
@@ -419,15 +426,9 @@ class _Reader:
         raise self.fail(line, key, f"expected a date YYYY-MM-DD or YYYY-MM, found {value!r}")
 
     def level(self, value: Any, line: int, key: str) -> str:
-        if isinstance(value, bool):
-            raise self.fail(
-                line,
-                key,
-                f"expected a level, found {str(value).lower()} (YAML reads yes/no/on/off "
-                'without quotes as true/false: write "yes")',
-            )
-        if not isinstance(value, str | int | float) or value == "":
-            raise self.fail(line, key, f"expected a level, found {_kind(value)}")
+        problem = level_problem(value)
+        if problem is not None:
+            raise self.fail(line, key, problem)
         if isinstance(value, float) and value.is_integer():
             return str(int(value))
         return str(value)
