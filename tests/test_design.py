@@ -384,3 +384,17 @@ def test_degrees_of_freedom_of_replicate_domains_with_and_without_groups(
         dfs.append(d.proportion("sch.wide", by="stype").column("df"))
         assert d.degf == 14
     assert dfs[0] == dfs[1] == [14, 14, 7, 7, 11, 11]
+
+
+def test_a_missing_replicate_weight_is_named_by_row_and_column():
+    frame = pl.DataFrame(
+        {
+            "y": [1.0, 2.0, 3.0],
+            "w": [1.0, 1.0, 1.0],
+            "r1": [0.0, 1.5, 1.5],
+            "r2": [1.5, None, 1.5],
+            "r3": [1.5, 1.5, 0.0],
+        }
+    )
+    with pytest.raises(DesignError, match=r"row 2, column r2: replicate weight is missing"):
+        SurveyDesign.replicate(frame, weights="w", replicate_weights="r", type="JK1")
