@@ -26,8 +26,8 @@ demo: $(STAMP)
 	$(BIN)/volna validate examples/okrussians/questionnaire.yaml $(OUT)/okrussians/data.csv
 	$(BIN)/volna summary examples/okrussians/questionnaire.yaml $(OUT)/okrussians/data.csv
 	# Screening flags the planted speeders, straightliners and duplicates and shows what
-	# excluding them changes; `volna weight` below weights every respondent, while the
-	# report (report.yaml: screening) screens first and leaves the excluded out.
+	# excluding them changes; weighting (--screening) and the report (report.yaml:
+	# screening) screen first and leave the excluded respondents out.
 	$(BIN)/volna screen examples/okrussians/questionnaire.yaml $(OUT)/okrussians/data.csv \
 		--rules examples/okrussians/screening.yaml --compare plans,sector \
 		--out $(OUT)/okrussians/screened.csv
@@ -35,6 +35,7 @@ demo: $(STAMP)
 		--questionnaire examples/okrussians/questionnaire.yaml \
 		--margins examples/okrussians/margins.yaml \
 		--use destination_bell_2024,age_gender_illustrative \
+		--screening examples/okrussians/screening.yaml \
 		--report \
 		--compare destination=TR,destination=GE,sector=it,vote_2021=ur,plans=stay,fears/conscription \
 		--out $(OUT)/okrussians/weighted.csv

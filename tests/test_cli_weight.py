@@ -227,3 +227,30 @@ def test_broken_margins_file_names_the_line(files: dict[str, Path]) -> None:
     done = volna("weight", files["data"], "--margins", files["margins"])
     assert done.returncode == 2
     assert f"{files['margins']}:5: margin sex_census: targets.m: expected a number" in done.stderr
+
+
+def test_screening_first_weights_only_the_kept(tmp_path: Path) -> None:
+    from volna.examples import example_path
+
+    data = tmp_path / "ok.csv"
+    assert volna("example", "okrussians", "--n", "2000", "--seed", "1", "-o", data).returncode == 0
+    q = example_path("okrussians", "questionnaire.yaml")
+    out = tmp_path / "weighted.csv"
+    res = volna(
+        "weight", data, "-q", q,
+        "--margins", example_path("okrussians", "margins.yaml"),
+        "--use", "destination_bell_2024",
+        "--screening", example_path("okrussians", "screening.yaml"),
+        "--out", out,
+    )  # fmt: skip
+    assert res.returncode == 0, res.stderr
+    assert "excluded 53 of 2000" in res.stdout
+    written = pl.read_csv(out, infer_schema_length=0)
+    assert written.height == 1947
+    assert sum(float(w) for w in written["weight"]) == pytest.approx(650_000, rel=1e-9)
+    res = volna(
+        "weight", data, "--margins", example_path("okrussians", "margins.yaml"),
+        "--use", "destination_bell_2024",
+        "--screening", example_path("okrussians", "screening.yaml"),
+    )  # fmt: skip
+    assert res.returncode == 2 and "needs --questionnaire" in res.stderr

@@ -240,6 +240,14 @@ def weight(
             help="Proportions before and after weighting: var or var=level, comma-separated.",
         ),
     ] = None,
+    screening: Annotated[
+        Path | None,
+        typer.Option(
+            "--screening",
+            help="Screen first with these rules (needs --questionnaire) and weight only the "
+            "respondents the policy keeps.",
+        ),
+    ] = None,
 ) -> None:
     """Weight DATA to known population margins and say what the weighting changed."""
     import polars as pl
@@ -252,6 +260,19 @@ def weight(
     chosen = select_margins(read_margins(margins), use)
     merges = parse_collapse(collapse or [])
     frame, q = _read_for_weighting(data, questionnaire, weights, chosen)
+    if screening is not None:
+        from volna.screening import read_rules
+        from volna.screening import screen as run_screen
+
+        if questionnaire is None:
+            raise VolnaError("--screening needs --questionnaire: the rules read its questions")
+        screened = run_screen(frame, q, read_rules(screening))
+        frame = screened.kept
+        out.print(
+            f"{data}: screening ({screening.name}) excluded {screened.n_excluded} of "
+            f"{screened.data.height} respondents; weighting the other {frame.height}",
+            markup=False,
+        )
     if weight_column in frame.columns:
         raise WeightingError(
             f"{data}: column {weight_column} already exists; name the new weights with "
