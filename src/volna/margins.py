@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
+from volna.design import label
 from volna.errors import QuestionnaireError, VolnaError
 from volna.questionnaire.yaml_format import (
     _kind,
@@ -156,7 +157,7 @@ class Margin:
                         f"margin {fields.get('name') or '/'.join(names)}: a cell lacks "
                         f"{', '.join(missing)}"
                     )
-                cell = tuple(_level(entry[v]) for v in names)
+                cell = tuple(label(entry[v]) for v in names)
                 if cell in cells:
                     raise MarginError(
                         f"margin {fields.get('name') or '/'.join(names)}: cell "
@@ -190,13 +191,6 @@ class Margin:
 
     def total_of_targets(self) -> float:
         return float(sum(self.targets.values()))
-
-    def counts(self, population: float) -> dict[tuple[str, ...], float]:
-        """Targets as population counts; shares are taken of ``population``."""
-        if self.type == "counts":
-            return {k: float(v) for k, v in self.targets.items()}
-        s = self.total_of_targets()
-        return {k: float(v) / s * population for k, v in self.targets.items()}
 
     def cells(
         self,
@@ -382,7 +376,7 @@ class Margin:
             )
         if series.dtype.is_numeric():
             uniq = series.drop_nulls().unique().sort()
-            text = [_level(v) for v in uniq.to_list()]
+            text = [label(v) for v in uniq.to_list()]
             codes = series.replace_strict(
                 uniq, pl.Series(np.arange(len(uniq), dtype=np.int64)), default=-1
             )
@@ -391,12 +385,6 @@ class Margin:
         uniq = series.drop_nulls().unique().sort().to_list()
         codes = series.cast(pl.Enum(uniq)).to_physical().cast(pl.Int64).fill_null(-1)
         return codes.to_numpy().astype(np.int64), uniq
-
-
-def _level(value: Any) -> str:
-    if isinstance(value, float) and value.is_integer():
-        return str(int(value))
-    return str(value)
 
 
 def _number(value: Any) -> float:
@@ -566,9 +554,7 @@ class _MarginsReader:
         problem = level_problem(value)
         if problem is not None:
             raise self.fail(line, key, problem)
-        if isinstance(value, float) and value.is_integer():
-            return str(int(value))
-        return str(value)
+        return label(value)
 
     def names(self, m: Any, k: str) -> tuple[str, ...]:
         value = m.get(k)

@@ -38,7 +38,8 @@ from scipy.special import expit
 
 from volna.design import level_labels
 from volna.errors import VolnaError
-from volna.margins import Margin, MarginCells, MarginError
+from volna.margins import Margin, MarginCells
+from volna.variance import group_sum
 
 if TYPE_CHECKING:
     from volna.design import SurveyDesign
@@ -215,13 +216,7 @@ def _population_size(margins: Sequence[Margin], design_total: float) -> float:
 def _cells(
     design: SurveyDesign, margins: Sequence[Margin], missing: str, collapse
 ) -> list[MarginCells]:
-    out = []
-    for m in margins:
-        try:
-            out.append(m.cells(design.data, missing=missing, collapse=collapse))
-        except MarginError:
-            raise
-    return out
+    return [m.cells(design.data, missing=missing, collapse=collapse) for m in margins]
 
 
 def _targets(cells: list[MarginCells], population: float) -> tuple[list, list[bool]]:
@@ -297,7 +292,7 @@ def _ipf(
 
     def sums_of(k: int) -> np.ndarray:
         part = w if inside[k] is None else w[inside[k]]
-        return _sum_by(codes_in[k], part, sizes[k])
+        return group_sum(codes_in[k], sizes[k], part)
 
     def target_of(k: int, sums: np.ndarray) -> np.ndarray:
         if relative[k]:
@@ -338,15 +333,6 @@ def _ipf(
     with np.errstate(divide="ignore", invalid="ignore"):
         factor = np.where(base > 0, w / np.where(base > 0, base, 1.0), 1.0)
     return _RakeResult(factor, iterations, converged, errors)
-
-
-def _sum_by(codes: np.ndarray, values: np.ndarray, size: int) -> np.ndarray:
-    if values.ndim == 1:
-        return np.bincount(codes, weights=values, minlength=size)
-    indicator = sp.csr_matrix(
-        (np.ones(len(codes)), (codes, np.arange(len(codes)))), shape=(size, len(codes))
-    )
-    return np.asarray(indicator @ values)
 
 
 def _collapse(codes: list[np.ndarray], extra: np.ndarray | None = None):
@@ -424,6 +410,8 @@ def rake(
     margins = Margin.coerce(margins)
     if not margins:
         raise WeightingError("rake needs at least one margin")
+    if variance not in ("regression", "rake"):
+        raise WeightingError(f"variance={variance!r}: expected 'regression' or 'rake'")
     d = _check_weights(design)
     cells = _cells(design, margins, missing, collapse)
     population = _population_size(margins, float(d.sum()))
@@ -462,8 +450,6 @@ def rake(
         notes=_outside_notes(cells),
         weights_before=d,
     )
-    if variance not in ("regression", "rake"):
-        raise WeightingError(f"variance={variance!r}: expected 'regression' or 'rake'")
     columns = tuple(
         (c.codes, c.n_cells, t if rel else None)
         for c, t, rel in zip(cells, targets, relative, strict=True)
@@ -499,11 +485,7 @@ def _rake_replicates(
     extra = groups.group if groups is not None else np.arange(len(design.weights))
     row_cell, cell_codes, first = _collapse(codes, extra)
     n_cells = len(first)
-    to_cell = sp.csr_matrix(
-        (np.ones(len(row_cell)), (row_cell, np.arange(len(row_cell)))),
-        shape=(n_cells, len(row_cell)),
-    )
-    base = np.asarray(to_cell @ rep)
+    base = group_sum(row_cell, n_cells, rep)
     targets_r = [np.repeat(t[:, None], n_rep, axis=1) for t in targets]
     result = _ipf(cell_codes, sizes, base, targets_r, tol, max_iter, relative)
     if not result.converged:
@@ -575,9 +557,7 @@ def poststratify(
 # calibration (GREG, raking and logit distances) by Newton's method, as R's grake
 
 
-def _model_matrix(
-    design: SurveyDesign, auxiliaries: Sequence[str], totals: Mapping[str, Any], missing: str
-):
+def _model_matrix(design: SurveyDesign, auxiliaries: Sequence[str], totals: Mapping[str, Any]):
     """Columns of the calibration model and their population totals.
 
     Totals follow R's model matrix names -- ``(Intercept)``, ``var=level`` indicator
@@ -663,8 +643,9 @@ class _Distance:
     """
 
     name: str
-    lower: float
-    upper: float
+    #: bounds on g: numbers, or one per row (trimming's caps on each weight)
+    lower: float | np.ndarray
+    upper: float | np.ndarray
 
     def _logit(self, u: np.ndarray) -> tuple[np.ndarray, float]:
         lo, hi = self.lower, self.upper
@@ -784,7 +765,7 @@ def calibrate(
     if bounds is not None and not lo < 1 < hi:
         raise WeightingError(f"bounds=({lo:g}, {hi:g}) must satisfy low < 1 < high")
     d = _check_weights(design)
-    x, names, target = _model_matrix(design, auxiliaries, totals, "error")
+    x, names, target = _model_matrix(design, auxiliaries, totals)
     dist = _Distance(calfun, lo, hi)
     # g depends on a row only through its auxiliaries: solve on the distinct rows
     row_of, distinct = _distinct_rows(x)
@@ -815,11 +796,7 @@ def calibrate(
     replicate_weights = None
     if design.replicates is not None:
         rep = design.replicates.weights
-        to_distinct = sp.csr_matrix(
-            (np.ones(len(row_of)), (row_of, np.arange(len(row_of)))),
-            shape=(len(distinct), len(row_of)),
-        )
-        rep_distinct = np.asarray(to_distinct @ rep)
+        rep_distinct = group_sum(row_of, len(distinct), rep)
         out = np.empty_like(rep)
         for r in range(rep.shape[1]):
             g_r, _, ok, mis = _grake(distinct, rep_distinct[:, r], target, dist, tol, max_iter)
@@ -868,10 +845,11 @@ def trim(
     """Cap extreme weights and re-calibrate, so the margins still hold exactly.
 
     ``upper`` and ``lower`` are caps on the final weights: multiples of the mean weight
-    (``relative=True``, e.g. ``upper=5``) or absolute weights. The weights are solved
-    again from the weights before the last calibration (rake, post-stratify, calibrate)
-    under those caps (truncated linear distance, as R's ``calibrate(bounds=)`` with
-    bounds on the weights), so every margin is met and no weight leaves the caps. When
+    (``relative=True``, e.g. ``upper=5``) or absolute weights. The last calibration's
+    totals (rake, post-stratify, calibrate) are solved again under those caps, staying
+    as close as possible to the current weights (truncated linear distance, as R's
+    ``calibrate(bounds=)`` with bounds on the weights), so every margin is met and no
+    weight leaves the caps. When
     the caps make that impossible it is an error saying which total stays how far off.
     Without an earlier calibration the total weight is kept.
 
@@ -964,39 +942,11 @@ def _bounded(
 ):
     """Calibrate ``d`` to ``target`` with every weight ``d g`` kept in ``[lo, hi]``.
 
-    Truncated linear distance: ``g = clip(1 + x'eta, lo/d, hi/d)``, solved by Newton's
-    method on the rows not at a bound (a semi-smooth Newton, with step halving).
+    The truncated linear distance ``g = clip(1 + x'eta, lo/d, hi/d)`` with bounds per
+    row, solved by the same Newton iterations as :func:`calibrate` (on the rows not at a
+    bound: a semi-smooth Newton).
     """
     with np.errstate(divide="ignore", invalid="ignore"):
         glo = np.where(d > 0, lo / np.where(d > 0, d, 1), 0.0)
         ghi = np.where(d > 0, hi / np.where(d > 0, d, 1), np.inf)
-    p = x.shape[1]
-    xd = x * d[:, None]
-    scale = 1.0 + np.abs(target)
-    eta = np.zeros(p)
-
-    def gof(e):
-        return np.clip(1.0 + x @ e, glo, ghi)
-
-    g = gof(eta)
-    misfit = target - xd.T @ g
-    for it in range(1, max_iter + 1):
-        if np.all(np.abs(misfit) / scale < tol):
-            return g, it - 1, True, misfit
-        u = 1.0 + x @ eta
-        free = ((u > glo) & (u < ghi)).astype(float)
-        jac = (xd * free[:, None]).T @ x
-        step = np.linalg.lstsq(jac, misfit, rcond=None)[0]
-        old = np.abs(misfit).max()
-        for _ in range(50):
-            g_new = gof(eta + step)
-            new_misfit = target - xd.T @ g_new
-            if np.abs(new_misfit).max() < old:
-                break
-            step = step / 2
-        else:
-            break
-        eta = eta + step
-        g, misfit = g_new, new_misfit
-    ok = bool(np.all(np.abs(misfit) / scale < tol))
-    return g, max_iter, ok, misfit
+    return _grake(x, d, target, _Distance("linear", glo, ghi), tol, max_iter)

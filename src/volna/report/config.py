@@ -36,6 +36,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
+from volna.design import label
 from volna.disclosure import CI_METHODS, CORRECTIONS, RULE_ACTIONS, TableRules
 from volna.errors import QuestionnaireError, VolnaError
 from volna.questionnaire.model import pick_label
@@ -429,9 +430,7 @@ class _Reader:
         problem = level_problem(value)
         if problem is not None:
             raise self.fail(line, key, problem)
-        if isinstance(value, float) and value.is_integer():
-            return str(int(value))
-        return str(value)
+        return label(value)
 
 
 class _ConfigReader(_Reader):
