@@ -63,6 +63,7 @@ import polars as pl
 from scipy import optimize, stats
 
 from volna.design import Column, DesignError, describe_spec, factorize, label
+from volna.estimate import _df_choice
 from volna.results import COLUMNS, Estimates
 from volna.variance import RatioBlock
 
@@ -642,16 +643,6 @@ def _two_sided(stat: np.ndarray, df: np.ndarray) -> np.ndarray:
     return np.where(df > 0, p, np.nan)
 
 
-def _df_choice(df: float | str | None) -> float | str:
-    if df is None:
-        return math.inf
-    if isinstance(df, str):
-        if df != "design":
-            raise DesignError(f"df={df!r}: expected 'design', a number or None (normal)")
-        return df
-    return float(df)
-
-
 # ---------------------------------------------------------------------------------------
 # tidy tables
 
@@ -797,7 +788,7 @@ def difference(
     │ g=a - g=b ┆ 0.0      ┆ 0.816497 │
     └───────────┴──────────┴──────────┘
     """
-    df_ = _df_choice(df)
+    df_ = _df_choice(df, "normal")
     domains = design.domains(by, where)
     if levels is None:
         if domains.n != 2:
@@ -965,7 +956,7 @@ def paired_difference(
     (1.0, 3)
     """
     firsts, seconds = _pair_names(first, second)
-    df_ = _df_choice(df)
+    df_ = _df_choice(df, "normal")
     series, means_a, means_b = [], [], []
     for a, b in zip(firsts, seconds, strict=True):
         ca, cb = design.column(a), design.column(b)
@@ -1057,7 +1048,7 @@ def against_benchmark(
     >>> est.value(), est.value("benchmark")
     (0.25, 0.5)
     """
-    df_ = _df_choice(df)
+    df_ = _df_choice(df, "normal")
     if isinstance(estimate, Estimates):
         base = estimate
     else:

@@ -473,7 +473,8 @@ def _df_choice(df: float | str | None, default: str) -> float | str:
         return np.inf if default == "normal" else "design"
     if isinstance(df, str):
         if df != "design":
-            raise DesignError(f"df={df!r}: expected 'design', a number or None")
+            meaning = "normal" if default == "normal" else "the design's"
+            raise DesignError(f"df={df!r}: expected 'design', a number or None ({meaning})")
         return df
     return float(df)
 

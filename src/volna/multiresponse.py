@@ -55,7 +55,6 @@ from scipy import stats
 
 from volna.compare import (
     _critical,
-    _df_choice,
     _f_sf,
     _flag_lists,
     _two_sided,
@@ -63,6 +62,7 @@ from volna.compare import (
     rebuild,
 )
 from volna.design import DesignError, describe_spec
+from volna.estimate import _df_choice
 from volna.questionnaire import Question
 from volna.results import Estimates
 from volna.variance import RatioBlock
@@ -286,7 +286,7 @@ def option_difference(
             raise DesignError(
                 f"set {rs.name}: no option {code!r}; options are {', '.join(rs.options)}"
             )
-    df_ = _df_choice(df)
+    df_ = _df_choice(df, "normal")
     shares = option_shares(design, rs, by=by, where=where, conf_level=conf_level, df="design")
     K = len(rs.options)
     B = len(shares) // K
