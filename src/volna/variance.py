@@ -253,13 +253,14 @@ def cell_sums(
     if group_of_row is None and B == 1 and per == 1 and (base >= 0).all():
         # one cell holding every row: plain sums
         n = len(base)
-        num = weights.sum() if block.numerator is None else np.dot(weights, block.numerator)
-        den = weights.sum() if block.denominator is None else np.dot(weights, block.denominator)
+        total = weights.sum()
+        num = total if block.numerator is None else np.dot(weights, block.numerator)
+        den = total if block.denominator is None else np.dot(weights, block.denominator)
         return CellSums(
             group=np.zeros(1, np.int64),
             base=np.zeros(1, np.int64),
             per=1,
-            weight=np.array([weights.sum()]),
+            weight=np.array([total]),
             den=np.array([den]),
             positive=np.array([positive.sum()]),
             count=np.array([float(n)]),
