@@ -566,6 +566,16 @@ def _report_languages(language: str | None, q, questionnaire: Path) -> list[str]
     return chosen
 
 
+# Commands that live beside their room: each module adds its own and imports its heavy
+# dependencies (starlette, natasha) only when its command runs.
+for _register in (
+    "volna.collect.commands",
+    "volna.collect.serve_command",
+    "volna.release.command",
+):
+    __import__(_register, fromlist=["register"]).register(app)
+
+
 def main() -> None:
     """Entry point: run the app, turning user errors into one line and an exit status."""
     try:

@@ -1,0 +1,1 @@
+"""The anonymous web questionnaire: form, encryption, encrypted store, export."""

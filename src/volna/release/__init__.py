@@ -1,0 +1,1 @@
+"""Safe microdata release: disclosure risk on the sample, protection, text redaction."""
