@@ -231,6 +231,37 @@ def test_bare_label_is_in_default_language() -> None:
         ("id: x\nvolna: 2\nquestions: []", "unknown format version 2"),
         ("id: x\nquestions:\n  - {name: n, type: note, required: true}", "cannot be required"),
         ("- 1\n", "every.yaml:1: top level: expected a mapping"),
+        (
+            "id: x\nquestions:\n  - {name: a, type: single, choices: [{code: x}], attention: y}",
+            "every.yaml:3: question a: attention: 'y' is not one of its codes (x)",
+        ),
+        (
+            "id: x\nquestions:\n  - {name: a, type: text, attention: y}",
+            "every.yaml:3: question a: an attention check asks for one answer",
+        ),
+        (
+            "id: x\nquestions:\n  - {name: a, type: single, choices: [{code: x}], "
+            "attention: {x: 1}}",
+            "every.yaml:3: questions[0].attention: expected the answer code(s)",
+        ),
+        (
+            "id: x\nquestions:\n  - {name: a, type: text, honeypot: true, required: true}",
+            "a honeypot is hidden from people: it cannot be a note or required",
+        ),
+        (
+            "id: x\nquestions:\n  - {name: a, type: text, honeypot: yes please}",
+            "questions[0].honeypot: expected true or false",
+        ),
+        (
+            "id: x\nchecks: [{name: c, when: '${b} = 1'}]\nquestions:\n  - {name: a, type: text}",
+            "check c: when: expression",
+        ),
+        (
+            "id: x\nchecks: [{name: a, when: '${a} = 1'}]\nquestions:\n  - {name: a, type: text}",
+            "check a: the name is used twice",
+        ),
+        ("id: x\nchecks: [{name: c}]\nquestions: []", "every.yaml:2: checks[0].when: is required"),
+        ("id: x\nchecks: {c: 1}\nquestions: []", "every.yaml:2: checks: expected a list"),
     ],
 )
 def test_schema_errors_name_file_line_and_key(text: str, expected: str) -> None:

@@ -101,7 +101,11 @@ def test_sections_in_order(built, questionnaire):
         "paired",
         "benchmarks",
     ]
-    reported = [q.name for q in questionnaire.answerable if q.type not in ("text", "date")]
+    reported = [
+        q.name
+        for q in questionnaire.answerable
+        if q.type not in ("text", "date") and not q.is_quality_check
+    ]
     topline = [t.key for t in report.sections[2].tables]
     assert topline == [f"topline:{n}" for n in reported]
     banners = [t.key for t in report.sections[3].tables]
@@ -410,6 +414,10 @@ def test_default_config_is_unweighted(questionnaire):
     items = dict(zip(m.display[""], m.display["Значение"], strict=True))
     assert items["Эффект дизайна (Киш)"] == "1,00"
     assert items["Заказчик"] == "не указано"
+    # the attention check measures the data's quality: no table of its answers
+    keys = [t.key for section in report.sections for t in section.tables]
+    assert any("exp_living" in k for k in keys)
+    assert not any("exp_check" in k for k in keys)
 
 
 def test_real_data_get_no_synthetic_notice(questionnaire):

@@ -198,7 +198,71 @@ def test_rules_file_errors_name_line_and_key():
         screen(small(a=["1"]), SMALL, parse_rules("attention: [{question: zz, expected: 1}]"))
     rules = read_rules(example_path("okrussians", "screening.yaml"))
     assert rules.speeders.fraction_of_median == 0.35
-    assert "every_pressure" in rules.names and "every_pressure" not in rules.excluding
+    # The example's questionnaire declares every_pressure and the attention check.
+    assert "every_pressure" not in rules.names
+    declared = rules.with_declared(
+        Questionnaire.load(example_path("okrussians", "questionnaire.yaml"))
+    )
+    assert "every_pressure" in declared.names and "every_pressure" not in declared.excluding
+    assert "attention" in declared.excluding
+
+
+DECLARED = Questionnaire.loads(
+    """
+id: declared
+checks:
+  - {name: minor, when: "${age} < 18", message: {en: under 18, ru: младше 18}}
+questions:
+  - {name: age, type: integer}
+  - {name: read, type: single, choices: [{code: a}, {code: b}], attention: b}
+  - {name: website, type: text, honeypot: true}
+"""
+)
+
+
+def test_checks_declared_in_the_questionnaire_run_without_a_rules_file():
+    data = pl.DataFrame(
+        {
+            "age": [30, 16, 40, 50],
+            "read": ["b", "b", "a", None],
+            "website": [None, "  ", "http://spam.example", None],
+        }
+    )
+    r = screen(data, DECLARED, ScreeningRules(**ONLY))
+    assert flags(r, "attention") == [False, False, True, True]
+    assert r.data["why_attention"][2] == "read: a (expected b)"
+    # whitespace is no answer; anything else in a field people never see is a bot's
+    assert flags(r, "honeypot") == [False, False, True, False]
+    assert "website answered" in r.data["why_honeypot"][2]
+    assert flags(r, "minor") == [False, True, False, False]
+    assert r.data["why_minor"][1] == "under 18"
+    # every rule that runs excludes unless the policy says otherwise
+    assert r.data["excluded"].to_list() == [False, True, True, True]
+    policy = parse_rules(
+        "speeders: off\nstraightlining: off\nduplicates: off\npartial: off\n"
+        "exclude: [honeypot, minor]\n"
+    )
+    r = screen(data, DECLARED, policy)
+    assert r.data["excluded"].to_list() == [False, True, True, False]
+    assert dict(r.summary.select("rule", "excluded").rows())["attention"] == 0
+
+
+def test_declared_checks_clash_and_unknown_exclusions_are_errors():
+    clash = parse_rules('logic: [{name: minor, when: "${age} > 99"}]', "s.yaml")
+    with pytest.raises(
+        ScreeningError, match=r"s\.yaml: logic rule 'minor' has the name of a check"
+    ):
+        screen(pl.DataFrame({"age": [1], "read": ["a"], "website": [None]}), DECLARED, clash)
+    unknown = parse_rules("exclude: [minr]", "s.yaml")
+    with pytest.raises(ScreeningError, match=r"s\.yaml: exclude: 'minr' is not a rule that runs"):
+        screen(pl.DataFrame({"age": [1], "read": ["a"], "website": [None]}), DECLARED, unknown)
+    # the honeypot is never relevant to a person, so it does not make anyone partial
+    r = screen(
+        pl.DataFrame({"age": [30], "read": ["b"], "website": [None]}),
+        DECLARED,
+        ScreeningRules(speeders=None, straightlining=None, duplicates=None),
+    )
+    assert flags(r, "partial") == [False]
 
 
 # -- the planted example -------------------------------------------------------------
@@ -236,6 +300,17 @@ def test_planted_respondents_are_caught(example, rule, planted, min_recall, min_
     assert precision >= min_precision
 
 
+def test_the_attention_check_flags_only_planted_careless_respondents(example):
+    _, key, result = example
+    joined = result.data.join(key, on="respondent_id", how="left")
+    flagged = joined.filter("flag_attention")
+    # every failure is a planted speeder or straightliner (genuine respondents read it)
+    assert flagged["planted"].is_in(["speeder", "straightliner"]).all()
+    # and every planted one who did not choose "2" is caught
+    careless = joined.filter(pl.col("planted").is_in(["speeder", "straightliner"]))
+    assert flagged.height == careless.filter(pl.col("exp_check") != "2").height > 20
+
+
 def test_default_speeder_cut_of_half_the_median(example):
     data, key, _ = example
     result = screen(data, QUESTIONNAIRE)
@@ -264,6 +339,7 @@ def test_no_false_flags_on_clean_data(example):
     assert counts["partial"] == 0
     assert counts["gibberish"] == 0
     assert counts["every_pressure"] == 0
+    assert counts["attention"] == 0
     # A genuine respondent may give one answer to all five statements by chance
     # (the rule cannot tell): few, and each truly constant.
     flat = result.data.filter("flag_straightliner")

@@ -371,6 +371,19 @@ questions:
     type: text
     label: {ru: Комментарий, en: Comment}
     relevant: "${age} >= 18"
+  - name: read_check
+    type: scale
+    label: {ru: Выберите «Скорее нет», en: Choose “Rather not”}
+    choices: agree5
+    attention: ["2", dk]
+  - name: website
+    type: text
+    honeypot: true
+checks:
+  - name: adult_trust
+    when: "${age} < 18 and ${trust_before} = '5'"
+    message: {ru: Младше 18 и полное доверие, en: Under 18 and full trust}
+  - {name: bare, when: "${age} > 90"}
 """
 
 
@@ -392,6 +405,8 @@ def test_everything_fixture_uses_every_feature(everything: Questionnaire) -> Non
     assert {p.type for p in q.paradata} >= {"id", "datetime", "duration", "text"}
     assert q.pairs and q.title and q.version
     assert any(isinstance(x.minimum, str) for x in q) and any(x.hints for x in q)
+    assert any(len(x.attention) > 1 for x in q) and any(x.honeypot for x in q)
+    assert q.checks and any(c.labels for c in q.checks) and any(not c.labels for c in q.checks)
 
 
 def test_round_trip_everything(tmp_path: Path, everything: Questionnaire) -> None:

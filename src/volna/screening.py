@@ -27,13 +27,22 @@ The rules, each vectorised over all rows:
     under ``min_share`` (50%) of the questions that were relevant to the
     respondent (the questionnaire's ``relevant`` expressions) answered.
 ``attention``
-    an attention-check or honeypot question not answered as expected.
+    an attention check (an instructed item: "to show you read this, choose
+    'Tend to disagree'") not answered as expected: declared in the
+    questionnaire (``attention: [codes]`` on the question) or in the rules.
+``honeypot``
+    a question the questionnaire marks ``honeypot: true`` (hidden from people
+    by the web form) that holds an answer: only a bot fills it in.
 ``gibberish``
     open text that is keyboard mashing, one character repeated, no vowels, or
     the same words pasted over and over.
 logical rules
-    any XLSForm expression over the answers, named in the rules file; a row is
-    flagged where it holds.
+    any XLSForm expression over the answers, declared in the questionnaire's
+    ``checks`` or named in the rules file; a row is flagged where it holds.
+
+Attention checks, honeypots and checks declared in the questionnaire always
+run: they are part of the study's design. The rules file's ``exclude`` decides
+whether their flags exclude or are only reported.
 
 >>> import polars as pl
 >>> from volna import Questionnaire
@@ -149,7 +158,15 @@ class LogicRule:
 
 
 #: Names of the built-in rules, in the order they are reported.
-BUILT_IN = ("speeder", "straightliner", "duplicate", "partial", "attention", "gibberish")
+BUILT_IN = (
+    "speeder",
+    "straightliner",
+    "duplicate",
+    "partial",
+    "attention",
+    "honeypot",
+    "gibberish",
+)
 
 
 @dataclass(frozen=True)
@@ -168,6 +185,7 @@ class ScreeningRules:
     duplicates: DuplicateRule | None = field(default_factory=DuplicateRule)
     partial: PartialRule | None = field(default_factory=PartialRule)
     attention: tuple[AttentionCheck, ...] = ()
+    honeypots: tuple[str, ...] = ()
     gibberish: GibberishRule | None = None
     logic: tuple[LogicRule, ...] = ()
     exclude: tuple[str, ...] | None = None
@@ -182,6 +200,7 @@ class ScreeningRules:
             "duplicate": self.duplicates,
             "partial": self.partial,
             "attention": self.attention or None,
+            "honeypot": self.honeypots or None,
             "gibberish": self.gibberish,
         }
         return tuple(k for k, v in on.items() if v is not None) + tuple(r.name for r in self.logic)
@@ -195,6 +214,50 @@ class ScreeningRules:
     def load(cls, path: str | Path) -> ScreeningRules:
         """Read a rules file; see :func:`read_rules`."""
         return read_rules(path)
+
+    def with_declared(self, questionnaire: Questionnaire) -> ScreeningRules:
+        """These rules plus the attention checks, honeypots and checks of the questionnaire.
+
+        >>> from volna import Questionnaire
+        >>> q = Questionnaire.loads('''
+        ... id: d
+        ... checks: [{name: minor, when: "${age} < 18", message: under 18}]
+        ... questions:
+        ...   - {name: age, type: integer}
+        ...   - {name: read, type: single, choices: [{code: a}, {code: b}], attention: b}
+        ...   - {name: website, type: text, honeypot: true}
+        ... ''')
+        >>> ScreeningRules().with_declared(q).names[-3:]
+        ('attention', 'honeypot', 'minor')
+        """
+        where = f"{self.source}: " if self.source else ""
+        listed = {c.question for c in self.attention}
+        attention = self.attention + tuple(
+            AttentionCheck(x.name, x.attention)
+            for x in questionnaire.questions
+            if x.attention and x.name not in listed
+        )
+        honeypots = tuple(
+            dict.fromkeys(
+                (*self.honeypots, *(x.name for x in questionnaire.questions if x.honeypot))
+            )
+        )
+        own = {r.name for r in self.logic}
+        for check in questionnaire.checks:
+            if check.name in own:
+                raise ScreeningError(
+                    f"{where}logic rule {check.name!r} has the name of a check the "
+                    "questionnaire declares"
+                )
+        declared = tuple(LogicRule(c.name, c.when, c.message("en")) for c in questionnaire.checks)
+        out = replace(self, attention=attention, honeypots=honeypots, logic=declared + self.logic)
+        for name in out.exclude or ():
+            if name not in out.names:
+                raise ScreeningError(
+                    f"{where}exclude: {name!r} is not a rule that runs "
+                    f"(the rules: {', '.join(out.names)})"
+                )
+        return out
 
 
 # -- the result ---------------------------------------------------------------------
@@ -295,6 +358,7 @@ def screen(
 
         data = _as_polars(data)
     today = today or dt.date.today()
+    rules = rules.with_declared(questionnaire)
     _check_names(rules, questionnaire, data)
     frame = data.drop([c for c in data.columns if c.startswith(("flag_", "why_"))])
     if "excluded" in frame.columns:
@@ -327,6 +391,8 @@ def screen(
         flags["duplicate"] = (flag, why)
     if rules.attention:
         flags["attention"] = _attention(frame, questionnaire, rules.attention)
+    if rules.honeypots:
+        flags["honeypot"] = _honeypot(frame, rules.honeypots)
     if rules.gibberish is not None:
         flags["gibberish"] = _gibberish(frame, questionnaire, rules.gibberish)
     for rule in rules.logic:
@@ -396,6 +462,8 @@ def _check_names(rules: ScreeningRules, q: Questionnaire, frame: pl.DataFrame) -
                 known(name, f"straightlining grid {grid}")
     for check in rules.attention:
         known(check.question, "attention check")
+    for name in rules.honeypots:
+        known(name, "honeypot")
     speeders = rules.speeders
     if speeders is not None and speeders.duration not in (None, *frame.columns):
         raise ScreeningError(
@@ -426,6 +494,8 @@ def _answered_counts(
 
     answered_exprs, relevant_exprs = [], []
     for question in q.answerable:
+        if question.honeypot:
+            continue  # hidden from people: never "relevant" to them
         present = _present(frame, question)
         if present is None:
             continue
@@ -500,7 +570,7 @@ def _grids(q: Questionnaire, rule: StraightliningRule) -> dict[str, tuple[str, .
         return dict(rule.grids)
     by_list: dict[str, list[str]] = {}
     for question in q.answerable:
-        if question.type == "scale" and question.choice_list:
+        if question.type == "scale" and question.choice_list and not question.is_quality_check:
             by_list.setdefault(question.choice_list, []).append(question.name)
     return {k: tuple(v) for k, v in by_list.items() if len(v) >= max(rule.min_items, 2)}
 
@@ -573,6 +643,20 @@ def _attention(
             .otherwise(None)
         )
     why = frame.select(pl.concat_str(failures, separator="; ", ignore_nulls=True).alias("w"))["w"]
+    why = why.replace("", None)
+    return why.is_not_null(), why
+
+
+def _honeypot(frame: pl.DataFrame, names: Sequence[str]) -> tuple[pl.Series, pl.Series]:
+    found = []
+    for name in names:
+        value = pl.col(name).cast(pl.String).str.strip_chars()
+        found.append(
+            pl.when(value.is_not_null() & (value != ""))
+            .then(pl.format("{} answered (hidden from people): {}", pl.lit(name), value))
+            .otherwise(None)
+        )
+    why = frame.select(pl.concat_str(found, separator="; ", ignore_nulls=True).alias("w"))["w"]
     why = why.replace("", None)
     return why.is_not_null(), why
 
@@ -1045,12 +1129,15 @@ class _RulesReader:
         value = data["exclude"]
         line = data.lines["exclude"]
         if value == "all":
-            return rules.names
+            return None
         if value in ("none", None, False):
             return ()
         names = self.names(value, line, "exclude")
         for name in names:
-            if name not in rules.names:
+            # What the questionnaire declares (attention checks, honeypots, checks) is
+            # known only when screening runs: ScreeningRules.with_declared checks it.
+            declarable = name in ("attention", "honeypot") or name not in BUILT_IN
+            if name not in rules.names and not declarable:
                 raise self.fail(
                     line,
                     "exclude",

@@ -36,7 +36,7 @@ new id. They break no rule of the questionnaire.
 
 >>> responses, key = generate(n=200, seed=1)
 >>> responses.shape
-(200, 50)
+(200, 51)
 >>> responses["respondent_id"][0]
 'synthetic-000001'
 >>> key.columns
@@ -607,6 +607,14 @@ def generate(n: int = 2000, seed: int = 1) -> tuple[pl.DataFrame, pl.DataFrame]:
             d[f"{name}/{c.code}"][flat] = not c.exclusive
         if name in missing:
             missing[name][flat] = False
+
+    # The attention check asks for "2": genuine respondents read it, a straightliner
+    # gives their one answer, a speeder a random one. Its own random stream, so the
+    # item changed no other answer of the example.
+    check_rng = np.random.default_rng([seed, 17])
+    d["exp_check"] = np.full(n, scale_codes.index("2"))
+    d["exp_check"][speeders] = check_rng.integers(0, len(scale_codes), n_speed)
+    d["exp_check"][flat] = np.array([scale_codes.index(c) for c in points])[same]
 
     # Duplicates: another respondent's answers and time, under a new id.
     d["duration_sec"] = duration

@@ -3,6 +3,7 @@
 from volna.questionnaire.model import (
     CHOICE_TYPES,
     QUESTION_TYPES,
+    Check,
     Choice,
     Pair,
     Paradata,
@@ -14,6 +15,7 @@ from volna.questionnaire.model import (
 __all__ = [
     "CHOICE_TYPES",
     "QUESTION_TYPES",
+    "Check",
     "Choice",
     "Pair",
     "Paradata",

@@ -119,6 +119,12 @@ class Question:
     section(s), outermost first. ``paired_with`` names a question measuring the
     same thing at another time; ``period`` says which time this one measures.
 
+    Two kinds of question exist for data quality, not for analysis, and
+    screening reads them from here: ``attention`` lists the answer codes an
+    instructed item asks for ("to show you read this, choose 'Tend to
+    disagree'"); a ``honeypot`` question is hidden from people and only bots
+    answer it. Reports leave both out of their default list.
+
     >>> q = Question("age", "integer", {"en": "Age"}, minimum=18, maximum=99)
     >>> q.columns
     ('age',)
@@ -141,11 +147,19 @@ class Question:
     period: str | None = None
     section: tuple[str, ...] = ()
     appearance: str | None = None
+    attention: tuple[str, ...] = ()
+    honeypot: bool = False
 
     def __post_init__(self) -> None:
         for name in ("labels", "hints", "required_message", "constraint_message"):
             object.__setattr__(self, name, _frozen_labels(getattr(self, name)))
         object.__setattr__(self, "choices", tuple(self.choices))
+        object.__setattr__(self, "attention", tuple(self.attention))
+
+    @property
+    def is_quality_check(self) -> bool:
+        """True for attention checks and honeypots: data-quality items, not findings."""
+        return bool(self.attention) or self.honeypot
 
     def label(self, language: str | None = None) -> str:
         """The question text in ``language`` (falls back to any label, then the name)."""
@@ -246,6 +260,32 @@ class Paradata:
 
 
 @dataclass(frozen=True, slots=True)
+class Check:
+    """A logical rule over the answers, declared with the study: where ``when`` holds,
+    screening flags the respondent (a departure before the invasion in a study of
+    those who left after it; every fear and every kind of pressure ticked at once).
+
+    ``when`` is an XLSForm expression, as in ``relevant``; ``labels`` say what a
+    flag means, in each language.
+
+    >>> c = Check("every_box", "${age} < 18", {"en": "under 18 in a study of adults"})
+    >>> c.message("en")
+    'under 18 in a study of adults'
+    """
+
+    name: str
+    when: str
+    labels: Mapping[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "labels", _frozen_labels(self.labels))
+
+    def message(self, language: str | None = None) -> str:
+        """What a flag of this check means, in ``language`` (falls back to the rule)."""
+        return pick_label(self.labels, language, self.when)
+
+
+@dataclass(frozen=True, slots=True)
 class Pair:
     """Questions measuring the same thing at different times (before / after)."""
 
@@ -286,6 +326,7 @@ class Questionnaire:
     items: tuple[Question | Section, ...] = ()
     choice_lists: Mapping[str, tuple[Choice, ...]] = field(default_factory=dict)
     paradata: tuple[Paradata, ...] = ()
+    checks: tuple[Check, ...] = ()
     # the file it was read from, for messages; not part of the questionnaire's identity
     source: str | None = field(default=None, compare=False)
 
@@ -293,6 +334,7 @@ class Questionnaire:
         object.__setattr__(self, "title", _frozen_labels(self.title))
         object.__setattr__(self, "items", tuple(self.items))
         object.__setattr__(self, "paradata", tuple(self.paradata))
+        object.__setattr__(self, "checks", tuple(self.checks))
         object.__setattr__(self, "languages", tuple(self.languages))
         object.__setattr__(
             self,
@@ -494,6 +536,13 @@ class Questionnaire:
                 )
         for q in self.questions:
             self._check_question(q)
+        names = set(seen) | section_names
+        for c in self.checks:
+            if not NAME_PATTERN.match(c.name):
+                raise QuestionnaireError(f"{w}check {c.name!r} is not a valid name")
+            if c.name in names:
+                raise QuestionnaireError(f"{w}check {c.name}: the name is used twice")
+            names.add(c.name)
         self._check_expressions()
         # Columns must be unique: 'q_other' may not collide with a question.
         columns: dict[str, str] = {}
@@ -521,7 +570,7 @@ class Questionnaire:
 
     def _check_expressions(self) -> None:
         """Compile every expression once, so a typo fails at load time, not mid-analysis."""
-        if not any(True for _ in self.expressions()):
+        if not self.checks and not any(True for _ in self.expressions()):
             return
         # Lazy: the expression compiler needs polars, questionnaire editing does not.
         from volna.errors import ExpressionError
@@ -533,6 +582,11 @@ class Questionnaire:
                 compile_expression(text, self, current=item.name if kind == "question" else None)
             except ExpressionError as exc:
                 raise ExpressionError(f"{self._where}{kind} {item.name}: {what}: {exc}") from None
+        for check in self.checks:
+            try:
+                compile_expression(check.when, self)
+            except ExpressionError as exc:
+                raise ExpressionError(f"{self._where}check {check.name}: when: {exc}") from None
 
     def _check_question(self, q: Question) -> None:
         w = f"{self._where}question {q.name}: "
@@ -595,3 +649,20 @@ class Questionnaire:
                 raise QuestionnaireError(f"{w}unknown section {s!r}")
         if q.type in DISPLAY_TYPES and (q.required is not False or q.constraint):
             raise QuestionnaireError(f"{w}a note cannot be required or constrained")
+        if q.attention:
+            if q.type not in ("single", "scale"):
+                raise QuestionnaireError(
+                    f"{w}an attention check asks for one answer: a single or scale question"
+                )
+            unknown = [c for c in q.attention if c not in q.codes]
+            if unknown:
+                raise QuestionnaireError(
+                    f"{w}attention: {unknown[0]!r} is not one of its codes ({', '.join(q.codes)})"
+                )
+        if q.honeypot:
+            if q.attention:
+                raise QuestionnaireError(f"{w}a honeypot cannot also be an attention check")
+            if q.type in DISPLAY_TYPES or q.required is not False:
+                raise QuestionnaireError(
+                    f"{w}a honeypot is hidden from people: it cannot be a note or required"
+                )

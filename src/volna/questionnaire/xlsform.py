@@ -16,6 +16,9 @@ ignore (checked: pyxform 4.5 converts the export and ODK Validate accepts it):
     ``volna::max``         or an ISO date); no constraint is generated from them
     ``volna::paired_with`` the question measuring the same thing at another time
     ``volna::period``      which time this question measures ("before", "after")
+    ``volna::attention``   the code(s), space-separated, an attentive respondent
+                           gives to this instructed item (an attention check)
+    ``volna::honeypot``    ``yes``: hidden from people; only bots answer it
     ``volna::choice_list`` ``yes``: the question uses the named, shared choice
                            list of volna's ``choice_lists`` (kept even if only
                            one question uses it)
@@ -38,6 +41,9 @@ ignore (checked: pyxform 4.5 converts the export and ODK Validate accepts it):
 ``volna_paradata`` sheet
     columns ``name``, ``type`` and ``label::<Language (code)>``: every paradata
     column in order, written when some paradata has no XLSForm type.
+``volna_checks`` sheet
+    columns ``name``, ``when`` and ``message::<Language (code)>``: the logical
+    checks screening flags (``Questionnaire.checks``).
 
 Paradata: XLSForm's ``start`` and ``end`` (interview start and end time) and
 ``today`` (the interview date) identify no one and become
@@ -105,6 +111,7 @@ from volna.questionnaire.model import (
     NAME_PATTERN,
     OTHER_SUFFIX,
     PARADATA_TYPES,
+    Check,
     Choice,
     Paradata,
     Question,
@@ -132,7 +139,10 @@ PARADATA_SHEET = "volna_paradata"
 #: Language of untranslated text in a form that names no language (ISO 639-2).
 UNDETERMINED = "und"
 
-_SHEETS = ("survey", "choices", "settings", PARADATA_SHEET)
+#: Sheet that lists the questionnaire's logical checks for screening.
+CHECKS_SHEET = "volna_checks"
+
+_SHEETS = ("survey", "choices", "settings", PARADATA_SHEET, CHECKS_SHEET)
 
 # Labels volna supplies for rows it generates; other languages get English.
 _OTHER_LABEL = {"ru": "Другое", "en": "Other"}
@@ -160,6 +170,8 @@ _VOLNA_SURVEY_COLUMNS = (
     "volna::max",
     "volna::paired_with",
     "volna::period",
+    "volna::attention",
+    "volna::honeypot",
     "volna::choice_list",
     "volna::other_for",
 )
@@ -698,7 +710,7 @@ class _Reader:
             return _Column(index, header, _VOLNA_CHOICE_COLUMNS[base], None)
         if base in known:
             translatable = base == "label" or (title == "survey" and base in _TRANSLATABLE)
-            if title == "settings" and base == "form_title":
+            if (title, base) in (("settings", "form_title"), (CHECKS_SHEET, "message")):
                 translatable = True
             if translatable:
                 return self._translated(title, index, header, base, parts[1:])
@@ -871,7 +883,7 @@ class _Reader:
         order: list[str | None] = []
         for sheet in sheets:
             for c in sheet.columns:
-                if c.key in _TRANSLATABLE or c.key in ("volna::title", "form_title"):
+                if c.key in _TRANSLATABLE or c.key in ("volna::title", "form_title", "message"):
                     if c.key == "form_title" and c.language is None:
                         continue  # the title alone names no language
                     if c.language not in order:
@@ -1179,6 +1191,8 @@ class _Reader:
             "maximum": self.number(sheet, row, values, "volna::max", dates=True),
             "paired_with": self.optional(sheet, values, "volna::paired_with"),
             "period": self.optional(sheet, values, "volna::period"),
+            "attention": tuple(self.text(sheet, values, "volna::attention").split()),
+            "honeypot": self.flag(sheet, row, values, "volna::honeypot"),
             "section": path,
             "appearance": self.optional(sheet, values, "appearance"),
         }
@@ -1240,6 +1254,20 @@ class _Reader:
             out.append((row, Paradata(name, ptype, self.texts(sheet, row, values, "label"))))
         return out
 
+    def checks_sheet(self, sheet: _Sheet | None) -> list[Check]:
+        if sheet is None:
+            return []
+        for needed in ("name", "when"):
+            if not sheet.has(needed):
+                raise self.fail(CHECKS_SHEET, 1, f"no {needed!r} column")
+        out = []
+        for row, values in sheet.rows:
+            name, when = self.text(sheet, values, "name"), self.text(sheet, values, "when")
+            if not name or not when:
+                raise self.fail(CHECKS_SHEET, row, "a check needs a name and a 'when' expression")
+            out.append(Check(name, when, self.texts(sheet, row, values, "message")))
+        return out
+
     def merge_paradata(
         self,
         from_sheet: list[tuple[int, Paradata]],
@@ -1284,9 +1312,10 @@ class _Reader:
         survey = self.sheet("survey", _SURVEY_KEYS, _VOLNA_SURVEY_KEYS)
         choices = self.sheet("choices", _CHOICE_KEYS, _VOLNA_CHOICE_KEYS)
         para = self.sheet(PARADATA_SHEET, _PARADATA_KEYS, set())
+        checks_sheet = self.sheet(CHECKS_SHEET, {"name", "when", "message"}, set())
         assert survey is not None  # check_sheet_names saw it
         info = self.settings(settings)
-        sheets = [s for s in (survey, choices, para, settings) if s is not None]
+        sheets = [s for s in (survey, choices, para, checks_sheet, settings) if s is not None]
         self.find_languages(sheets, info.get("default_language"))
         lists = self.choice_lists(choices)
         items, survey_paradata, names = self.survey(survey, lists)
@@ -1318,6 +1347,7 @@ class _Reader:
                 items=tuple(built),
                 choice_lists=named,
                 paradata=tuple(paradata),
+                checks=tuple(self.checks_sheet(checks_sheet)),
                 source=self.filename,
             )
         except QuestionnaireError as exc:
@@ -1663,6 +1693,11 @@ def _build_workbook(q: Questionnaire) -> Any:
         for p in q.paradata:
             table.add({"name": p.name, "type": p.type, **_spread("label", p.labels, default)})
         table.write(book.create_sheet(PARADATA_SHEET))
+    if q.checks:
+        table = _Table(["name", "when", *_translated("message", languages)], always=["name"])
+        for c in q.checks:
+            table.add({"name": c.name, "when": c.when, **_spread("message", c.labels, default)})
+        table.write(book.create_sheet(CHECKS_SHEET))
     return book
 
 
@@ -1688,6 +1723,8 @@ def _question_row(
         "volna::max": _number_out(item.maximum),
         "volna::paired_with": item.paired_with,
         "volna::period": item.period,
+        "volna::attention": " ".join(item.attention) or None,
+        "volna::honeypot": "yes" if item.honeypot else None,
     }
     if item.type == "country":
         row["type"] = f"select_one {country_list}"

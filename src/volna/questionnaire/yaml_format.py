@@ -35,6 +35,7 @@ import yaml
 
 from volna.errors import QuestionnaireError
 from volna.questionnaire.model import (
+    Check,
     Choice,
     Paradata,
     Question,
@@ -57,6 +58,7 @@ _TOP_KEYS = {
     "choice_lists",
     "paradata",
     "questions",
+    "checks",
 }
 _QUESTION_KEYS = {
     "name",
@@ -74,7 +76,10 @@ _QUESTION_KEYS = {
     "paired_with",
     "period",
     "appearance",
+    "attention",
+    "honeypot",
 }
+_CHECK_KEYS = {"name", "when", "message"}
 _SECTION_KEYS = {"section", "label", "relevant", "questions"}
 _CHOICE_KEYS = {"code", "label", "value", "exclusive", "other", "missing"}
 _PARADATA_KEYS = {"name", "type", "label"}
@@ -291,6 +296,17 @@ class _Reader:
                 m.lines["required"], f"{key}.required", "expected true, false or an expression"
             )
         paired = self.text(m, "paired_with", key)
+        attention = m.get("attention", [])
+        if isinstance(attention, str | int):
+            attention = [attention]
+        if not isinstance(attention, list) or not all(
+            isinstance(a, str | int) and not isinstance(a, bool) for a in attention
+        ):
+            raise self.fail(
+                m.lines["attention"],
+                f"{key}.attention",
+                "expected the answer code(s) an attentive respondent gives, e.g. ['2']",
+            )
         try:
             return Question(
                 name=name,
@@ -310,9 +326,29 @@ class _Reader:
                 period=self.text(m, "period", key),
                 section=section,
                 appearance=self.text(m, "appearance", key),
+                attention=tuple(str(a) for a in attention),
+                honeypot=self.flag(m, "honeypot", key),
             )
         except QuestionnaireError as exc:
             raise self.fail(line, key, str(exc)) from None
+
+    def checks(self, value: Any, line: int) -> list[Check]:
+        if value is None:
+            return []
+        if not isinstance(value, _Seq):
+            raise self.fail(line, "checks", f"expected a list of checks, found {_kind(value)}")
+        out = []
+        for i, (item, ln) in enumerate(zip(value, value.lines, strict=True)):
+            key = f"checks[{i}]"
+            m = self.mapping(item, ln, key, _CHECK_KEYS)
+            out.append(
+                Check(
+                    self.text(m, "name", key, required=True),
+                    self.text(m, "when", key, required=True),
+                    self.labels(m, "message", key),
+                )
+            )
+        return out
 
     def items(
         self, value: Any, line: int, key: str, lists: Mapping, section: tuple[str, ...]
@@ -400,6 +436,7 @@ class _Reader:
                 items=tuple(items),
                 choice_lists=lists,
                 paradata=tuple(paradata),
+                checks=tuple(self.checks(m.get("checks"), m.lines.get("checks", 1))),
                 source=self.filename,
             )
         except QuestionnaireError as exc:
@@ -541,6 +578,8 @@ def _question_out(q: Question, lists: Mapping) -> dict[str, Any]:
         "paired_with": q.paired_with,
         "period": q.period,
         "appearance": q.appearance,
+        "attention": list(q.attention) or None,
+        "honeypot": q.honeypot or None,
     }
     out.update({k: v for k, v in optional.items() if v is not None})
     return out
@@ -580,6 +619,11 @@ def to_dict(q: Questionnaire) -> dict[str, Any]:
         else:
             containers[item.section].append(_question_out(item, q.choice_lists))
     out["questions"] = root
+    if q.checks:
+        out["checks"] = [
+            {"name": c.name, "when": c.when, **({"message": dict(c.labels)} if c.labels else {})}
+            for c in q.checks
+        ]
     return out
 
 

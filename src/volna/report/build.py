@@ -376,7 +376,8 @@ class _Builder:
                         "country, integer and decimal questions)"
                     )
         else:
-            names = [q.name for q in qn.answerable if q.type in REPORTED]
+            # Attention checks and honeypots measure the data's quality, not the population.
+            names = [q.name for q in qn.answerable if q.type in REPORTED and not q.is_quality_check]
         for name in config.exclude:
             if name not in qn:
                 raise ConfigError(
