@@ -11,6 +11,7 @@ from volna import Questionnaire
 from volna.cli import app
 from volna.examples import example_path
 from volna.examples.generate_okrussians import generate
+from volna.io import read
 from volna.screening import (
     AttentionCheck,
     DuplicateRule,
@@ -245,6 +246,31 @@ def test_checks_declared_in_the_questionnaire_run_without_a_rules_file():
     r = screen(data, DECLARED, policy)
     assert r.data["excluded"].to_list() == [False, True, True, False]
     assert dict(r.summary.select("rule", "excluded").rows())["attention"] == 0
+
+
+def test_the_web_forms_flags_from_an_export(tmp_path):
+    # volna export writes submitted_day and screening_flags after the questionnaire's
+    # columns; reading the file keeps them, and the form rule reads the flags.
+    path = tmp_path / "export.csv"
+    small(a=["1", "2", "3", "1"]).with_columns(
+        submitted_day=pl.lit("2024-05-01"),
+        screening_flags=pl.Series(["", "too_fast honeypot", "no_proof_of_work", None]),
+    ).write_csv(path)
+    data = read(path, SMALL)
+    assert data.columns[-2:] == ["submitted_day", "screening_flags"]
+    r = screen(data, SMALL, ScreeningRules(**ONLY))
+    assert flags(r, "form") == [False, True, True, False]
+    assert r.data["why_form"][1] == "the web form flagged: too_fast honeypot"
+    policy = parse_rules("form: {flags: [honeypot]}\nexclude: [form]\n")
+    r = screen(data, SMALL, policy)
+    assert flags(r, "form") == [False, True, False, False]
+    assert r.data["why_form"][1] == "the web form flagged: honeypot"
+    assert r.data["excluded"].to_list() == [False, True, False, False]
+    # without the column the rule does not run (and is not in the summary)
+    r = screen(small(a=["1"]), SMALL, ScreeningRules(**ONLY))
+    assert "flag_form" not in r.data.columns and "form" not in r.summary["rule"].to_list()
+    with pytest.raises(ScreeningError, match=r"s\.yaml:1: form\.flag: unknown key"):
+        parse_rules("form: {flag: [honeypot]}", "s.yaml")
 
 
 def test_declared_checks_clash_and_unknown_exclusions_are_errors():

@@ -33,6 +33,11 @@ The rules, each vectorised over all rows:
 ``honeypot``
     a question the questionnaire marks ``honeypot: true`` (hidden from people
     by the web form) that holds an answer: only a bot fills it in.
+``form``
+    the web form's own flags (``volna export`` writes them in the
+    ``screening_flags`` column: ``honeypot``, ``too_fast`` — submitted sooner
+    after the form was issued than a person can read it —, ``no_proof_of_work``);
+    ``flags`` chooses which of them count. Runs when the data have the column.
 ``gibberish``
     open text that is keyboard mashing, one character repeated, no vowels, or
     the same words pasted over and over.
@@ -141,6 +146,17 @@ class AttentionCheck:
 
 
 @dataclass(frozen=True)
+class FormFlagsRule:
+    """The flags ``volna serve`` gave a submission (``volna export``'s ``screening_flags``).
+
+    ``flags`` lists the ones that count (``None``: all of them).
+    """
+
+    column: str = "screening_flags"
+    flags: tuple[str, ...] | None = None
+
+
+@dataclass(frozen=True)
 class GibberishRule:
     """Open text that is not an answer; ``columns`` default to every text column."""
 
@@ -165,6 +181,7 @@ BUILT_IN = (
     "partial",
     "attention",
     "honeypot",
+    "form",
     "gibberish",
 )
 
@@ -177,7 +194,7 @@ class ScreeningRules:
     flags exclude a respondent; ``None`` means every rule that runs.
 
     >>> ScreeningRules().names
-    ('speeder', 'straightliner', 'duplicate', 'partial')
+    ('speeder', 'straightliner', 'duplicate', 'partial', 'form')
     """
 
     speeders: SpeederRule | None = field(default_factory=SpeederRule)
@@ -186,6 +203,7 @@ class ScreeningRules:
     partial: PartialRule | None = field(default_factory=PartialRule)
     attention: tuple[AttentionCheck, ...] = ()
     honeypots: tuple[str, ...] = ()
+    form: FormFlagsRule | None = field(default_factory=FormFlagsRule)
     gibberish: GibberishRule | None = None
     logic: tuple[LogicRule, ...] = ()
     exclude: tuple[str, ...] | None = None
@@ -201,6 +219,7 @@ class ScreeningRules:
             "partial": self.partial,
             "attention": self.attention or None,
             "honeypot": self.honeypots or None,
+            "form": self.form,
             "gibberish": self.gibberish,
         }
         return tuple(k for k, v in on.items() if v is not None) + tuple(r.name for r in self.logic)
@@ -227,8 +246,8 @@ class ScreeningRules:
         ...   - {name: read, type: single, choices: [{code: a}, {code: b}], attention: b}
         ...   - {name: website, type: text, honeypot: true}
         ... ''')
-        >>> ScreeningRules().with_declared(q).names[-3:]
-        ('attention', 'honeypot', 'minor')
+        >>> ScreeningRules().with_declared(q).names[-4:]
+        ('attention', 'honeypot', 'form', 'minor')
         """
         where = f"{self.source}: " if self.source else ""
         listed = {c.question for c in self.attention}
@@ -393,6 +412,8 @@ def screen(
         flags["attention"] = _attention(frame, questionnaire, rules.attention)
     if rules.honeypots:
         flags["honeypot"] = _honeypot(frame, rules.honeypots)
+    if rules.form is not None and rules.form.column in frame.columns:
+        flags["form"] = _form_flags(frame, rules.form)
     if rules.gibberish is not None:
         flags["gibberish"] = _gibberish(frame, questionnaire, rules.gibberish)
     for rule in rules.logic:
@@ -661,6 +682,18 @@ def _honeypot(frame: pl.DataFrame, names: Sequence[str]) -> tuple[pl.Series, pl.
     return why.is_not_null(), why
 
 
+def _form_flags(frame: pl.DataFrame, rule: FormFlagsRule) -> tuple[pl.Series, pl.Series]:
+    given = frame[rule.column].cast(pl.String).fill_null("").str.split(" ")
+    kept = given.list.eval(pl.element().filter(pl.element() != ""))
+    if rule.flags is not None:
+        kept = kept.list.set_intersection(list(rule.flags))
+    why = kept.list.join(" ")
+    why = pl.select(
+        pl.when(why != "").then(pl.format("the web form flagged: {}", why)).otherwise(None)
+    ).to_series()
+    return why.is_not_null(), why
+
+
 # Keyboard rows (Latin and Cyrillic) typed in a line: "asdfgh", "фывапр".
 _MASHING = "qwert|werty|asdf|sdfg|zxcv|йцук|цуке|фыва|ывап|ячсм"
 _VOWELS = "[aeiouyаеёиоуыэюя]"
@@ -895,6 +928,7 @@ _TOP_KEYS = (
     "duplicates",
     "partial",
     "attention",
+    "form",
     "gibberish",
     "logic",
     "exclude",
@@ -905,6 +939,7 @@ _RULE_KEYS = {
     "duplicates": ("agreement", "min_items", "ignore", "bands"),
     "partial": ("min_share",),
     "gibberish": ("columns", "min_length"),
+    "form": ("column", "flags"),
 }
 
 
@@ -925,7 +960,7 @@ def parse_rules(text: str, filename: str = "<screening>") -> ScreeningRules:
     """Screening rules from YAML text; see :func:`read_rules`.
 
     >>> parse_rules("speeders: {fraction_of_median: 0.3}\\nduplicates: off").names
-    ('speeder', 'straightliner', 'partial')
+    ('speeder', 'straightliner', 'partial', 'form')
     >>> parse_rules("partial: {min_share: lots}", "s.yaml")  # doctest: +ELLIPSIS
     Traceback (most recent call last):
     ...
@@ -997,6 +1032,7 @@ class _RulesReader:
         "duplicates": DuplicateRule,
         "partial": PartialRule,
         "gibberish": GibberishRule,
+        "form": FormFlagsRule,
     }
 
     def read(self, data: Any) -> ScreeningRules:
@@ -1074,6 +1110,15 @@ class _RulesReader:
                 kw["min_length"] = int(self.number(m, "min_length", "gibberish", 1, None))
             m = GibberishRule(**kw)
         out = replace(out, gibberish=m)
+        m = self.rule(data, "form", FormFlagsRule())
+        if isinstance(m, _Map):
+            kw = {}
+            if "column" in m:
+                kw["column"] = self.names(m["column"], m.lines["column"], "form.column")[0]
+            if "flags" in m:
+                kw["flags"] = self.names(m["flags"], m.lines["flags"], "form.flags")
+            m = FormFlagsRule(**kw)
+        out = replace(out, form=m)
         out = replace(out, attention=self.attention(data), logic=self.logic(data))
         if "exclude" in data:
             out = replace(out, exclude=self.exclude(data, out))

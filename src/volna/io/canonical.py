@@ -237,6 +237,13 @@ def _option(name: str, value: str, allowed: tuple[str, ...]) -> None:
         raise ValueError(f"{name} must be one of {', '.join(map(repr, allowed))}, not {value!r}")
 
 
+#: Columns ``volna export`` adds after the questionnaire's: the UTC day a submission
+#: arrived and the web form's bot flags. They describe the submission, not the
+#: respondent, and no questionnaire declares them, so reading an export keeps them
+#: (as text) for screening instead of refusing them as unknown; a release drops them.
+FORM_PARADATA = ("submitted_day", "screening_flags")
+
+
 def _settle_columns(
     match: ColumnMatch,
     questionnaire: Questionnaire,
@@ -245,6 +252,9 @@ def _settle_columns(
     missing_columns: str,
 ) -> list[str]:
     """Apply the unknown/missing column policies; the unknown columns to keep."""
+    form = [c for c in match.unknown if c in FORM_PARADATA]
+    if form and unknown_columns != "drop":
+        match = dataclasses.replace(match, unknown=[c for c in match.unknown if c not in form])
     if match.platform:
         # Names only: the values may identify respondents or devices.
         log.info("%s: dropped Kobo/ODK platform columns: %s", source, ", ".join(match.platform))
@@ -275,7 +285,7 @@ def _settle_columns(
         log.info(
             "%s: columns absent from the file, added empty: %s", source, ", ".join(match.missing)
         )
-    return match.unknown if unknown_columns == "keep" else []
+    return [*form, *match.unknown] if unknown_columns == "keep" else form
 
 
 # -- one column ---------------------------------------------------------------
