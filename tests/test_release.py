@@ -132,6 +132,20 @@ def test_keep_names_a_paradata_column_and_the_report_says_so():
     assert rule["held"] is False
 
 
+def test_the_recruitment_channel_leaves_unless_kept():
+    frame, q = _demo()
+    q = Questionnaire.loads(
+        QUESTIONNAIRE
+        + "  - {name: heard, type: single, recruitment: true,\n"
+        + "     choices: [{code: tg}, {code: chat}]}\n"
+    )
+    frame = frame.with_columns(heard=pl.Series(["tg", "chat"] * (frame.height // 2)))
+    out = release(frame, q, quasi=["age", "gender"], k=5, seed=1, redact=False)
+    assert "heard" not in out.data.columns and "heard" in out.report["removed"]["dropped"]
+    kept = release(frame, q, quasi=["age", "gender"], k=5, keep=["heard"], seed=1, redact=False)
+    assert "heard" in kept.data.columns
+
+
 def test_l_diversity_enforced_checked_independently():
     frame, q = _demo(300)
     # a small group that answers all alike: 30-year-old women in Serbia all vote "c"
@@ -252,8 +266,6 @@ def test_cli_example_release_reaches_k5_checked_independently(example_data):
         "vote_2021",
         "--k",
         "5",
-        "--drop",
-        "channel",
         "--seed",
         "11",
         "-o",
@@ -266,6 +278,7 @@ def test_cli_example_release_reaches_k5_checked_independently(example_data):
     assert _min_group(released, keys) >= 5
     original = pl.read_parquet(example_data / "data.parquet")
     assert released.height == original.height
+    # paradata and the recruitment channel (marked in the questionnaire) leave by default
     for gone in ("respondent_id", "duration_sec", "channel"):
         assert gone not in released.columns
     report = json.loads((example_data / "rel" / "report.json").read_text(encoding="utf-8"))

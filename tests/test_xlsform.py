@@ -379,6 +379,10 @@ questions:
   - name: website
     type: text
     honeypot: true
+  - name: heard_from
+    type: single
+    choices: [{code: tg}, {code: friends}]
+    recruitment: true
 checks:
   - name: adult_trust
     when: "${age} < 18 and ${trust_before} = '5'"
@@ -406,6 +410,7 @@ def test_everything_fixture_uses_every_feature(everything: Questionnaire) -> Non
     assert q.pairs and q.title and q.version
     assert any(isinstance(x.minimum, str) for x in q) and any(x.hints for x in q)
     assert any(len(x.attention) > 1 for x in q) and any(x.honeypot for x in q)
+    assert any(x.recruitment for x in q)
     assert q.checks and any(c.labels for c in q.checks) and any(not c.labels for c in q.checks)
 
 

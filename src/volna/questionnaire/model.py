@@ -123,7 +123,10 @@ class Question:
     screening reads them from here: ``attention`` lists the answer codes an
     instructed item asks for ("to show you read this, choose 'Tend to
     disagree'"); a ``honeypot`` question is hidden from people and only bots
-    answer it. Reports leave both out of their default list.
+    answer it. Reports leave both out of their default list. ``recruitment``
+    marks the question saying how the respondent was reached (which Telegram
+    channel or chat): it ties a person to a small network, so a microdata
+    release leaves it out unless asked.
 
     >>> q = Question("age", "integer", {"en": "Age"}, minimum=18, maximum=99)
     >>> q.columns
@@ -149,6 +152,7 @@ class Question:
     appearance: str | None = None
     attention: tuple[str, ...] = ()
     honeypot: bool = False
+    recruitment: bool = False
 
     def __post_init__(self) -> None:
         for name in ("labels", "hints", "required_message", "constraint_message"):

@@ -19,6 +19,8 @@ ignore (checked: pyxform 4.5 converts the export and ODK Validate accepts it):
     ``volna::attention``   the code(s), space-separated, an attentive respondent
                            gives to this instructed item (an attention check)
     ``volna::honeypot``    ``yes``: hidden from people; only bots answer it
+    ``volna::recruitment`` ``yes``: how the respondent was reached (a release
+                           leaves it out unless asked)
     ``volna::choice_list`` ``yes``: the question uses the named, shared choice
                            list of volna's ``choice_lists`` (kept even if only
                            one question uses it)
@@ -172,6 +174,7 @@ _VOLNA_SURVEY_COLUMNS = (
     "volna::period",
     "volna::attention",
     "volna::honeypot",
+    "volna::recruitment",
     "volna::choice_list",
     "volna::other_for",
 )
@@ -1193,6 +1196,7 @@ class _Reader:
             "period": self.optional(sheet, values, "volna::period"),
             "attention": tuple(self.text(sheet, values, "volna::attention").split()),
             "honeypot": self.flag(sheet, row, values, "volna::honeypot"),
+            "recruitment": self.flag(sheet, row, values, "volna::recruitment"),
             "section": path,
             "appearance": self.optional(sheet, values, "appearance"),
         }
@@ -1725,6 +1729,7 @@ def _question_row(
         "volna::period": item.period,
         "volna::attention": " ".join(item.attention) or None,
         "volna::honeypot": "yes" if item.honeypot else None,
+        "volna::recruitment": "yes" if item.recruitment else None,
     }
     if item.type == "country":
         row["type"] = f"select_one {country_list}"

@@ -78,6 +78,7 @@ _QUESTION_KEYS = {
     "appearance",
     "attention",
     "honeypot",
+    "recruitment",
 }
 _CHECK_KEYS = {"name", "when", "message"}
 _SECTION_KEYS = {"section", "label", "relevant", "questions"}
@@ -328,6 +329,7 @@ class _Reader:
                 appearance=self.text(m, "appearance", key),
                 attention=tuple(str(a) for a in attention),
                 honeypot=self.flag(m, "honeypot", key),
+                recruitment=self.flag(m, "recruitment", key),
             )
         except QuestionnaireError as exc:
             raise self.fail(line, key, str(exc)) from None
@@ -580,6 +582,7 @@ def _question_out(q: Question, lists: Mapping) -> dict[str, Any]:
         "appearance": q.appearance,
         "attention": list(q.attention) or None,
         "honeypot": q.honeypot or None,
+        "recruitment": q.recruitment or None,
     }
     out.update({k: v for k, v in optional.items() if v is not None})
     return out

@@ -121,8 +121,9 @@ def release(
     ``quasi``: the key variables an adversary may know (age, gender, destination...).
     ``sensitive``: questions whose answers must not be inferred for a group (``l``).
     ``weights``: a column of expansion weights for the individual risk (sdcMicro's).
-    Paradata (ids, durations, times) are removed unless named in ``keep``; ``drop``
-    removes questions too (a recruitment channel, say). ``bands`` gives lower bounds for
+    Paradata (ids, durations, times) and the questions the questionnaire marks
+    ``recruitment`` (how people were reached) are removed unless named in ``keep``
+    or ``quasi``; ``drop`` removes other questions too. ``bands`` gives lower bounds for
     numeric key variables (default ten-year bands); ``rare`` is the fewest respondents a
     category keeps before it is merged into "other" (default: ``k`` or 1% of the
     respondents, whichever is more). ``importance``
@@ -181,7 +182,15 @@ def release(
     # -- what leaves the table ------------------------------------------------
     paradata = [p.name for p in questionnaire.paradata if p.name in columns]
     removed_paradata = [c for c in paradata if c not in keep]
-    dropped_columns = [c for name in drop for c in _question_columns(questionnaire, name, columns)]
+    # how a respondent was reached ties them to a small network: out unless asked
+    recruitment = [
+        x.name
+        for x in questionnaire.questions
+        if x.recruitment and x.name not in keep and x.name not in quasi and x.name not in drop
+    ]
+    dropped_columns = [
+        c for name in (*drop, *recruitment) for c in _question_columns(questionnaire, name, columns)
+    ]
     unknown = [c for c in columns if c not in column_map and c != weights]
     leaving = set(removed_paradata) | set(dropped_columns) | set(unknown)
     text_columns = [
