@@ -773,10 +773,15 @@ def _empty_pairs() -> pl.DataFrame:
 
 
 def _answer_codes(frame: pl.DataFrame, q: Questionnaire, ignore: Sequence[str]) -> np.ndarray:
-    """Each answer column as small integer codes, -1 where unanswered (rows x items)."""
+    """Each answer column as small integer codes, -1 where unanswered (rows x items).
+
+    Attention checks and honeypots are left out: every attentive respondent gives the
+    same answer to them, so they make strangers look alike (and crowd the bands).
+    """
     columns = [
         c
         for question in q.answerable
+        if not question.is_quality_check
         for c in question.columns
         if c in frame.columns and c not in ignore and question.name not in ignore
     ]
