@@ -14,7 +14,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 ## demo: generate the synthetic OK Russians study, validate, summarise, screen and weight it,
-## then write its report (HTML, XLSX, Markdown; Russian and English)
+## then write its report (HTML, XLSX, Markdown; Russian and English) and a safe microdata release
 # Weighting: The Bell's 2024 destination stock and the illustrative age x gender margin.
 # The generated data (n 2000, seed 1) have respondents in every target cell, and every
 # destination The Bell does not name goes to its "other" level, so no --collapse is
@@ -41,7 +41,14 @@ demo: $(STAMP)
 		--out $(OUT)/okrussians/weighted.csv
 	$(BIN)/volna report examples/okrussians/questionnaire.yaml $(OUT)/okrussians/data.csv \
 		--config examples/okrussians/report.yaml --lang all -o $(OUT)/okrussians/report
+	# A microdata release others can check: 5-anonymous on five quasi-identifiers, the
+	# vote 2-diverse within every combination, paradata and the recruitment channel out,
+	# free text redacted; the report says what was recoded and suppressed.
+	$(BIN)/volna release examples/okrussians/questionnaire.yaml $(OUT)/okrussians/data.csv \
+		--quasi age,gender,destination,origin,sector --sensitive vote_2021 --k 5 --l 2 \
+		-o $(OUT)/okrussians/release
 	@echo "The report: $(OUT)/okrussians/report/report.ru.html and report.en.html (+ .xlsx, .md)"
+	@echo "The release: $(OUT)/okrussians/release/ (data, questionnaire, codebook, report.html)"
 	@echo "The data are SYNTHETIC: made up by 'volna example', not answers of real people."
 
 ## test: lint and the whole test suite
