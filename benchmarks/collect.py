@@ -25,26 +25,28 @@ client process (both share the machine's cores, so a client-bound run says
 so), and the export check: lost, duplicated, unexpected, altered. Exits 1 if
 any submission was lost, duplicated, altered or refused.
 
-Measured 2026-11-27 at 7cd8835 (2-core VM shared with other work, load
-average 5-10, so +-30%), 200 clients, every run: all acknowledged, 0 lost,
-0 duplicated, 0 altered, 0 tracebacks.
+Measured 2026-11-27 (2-core VM shared with other work, +-30%), 200 clients,
+every run: all acknowledged, 0 lost, 0 duplicated, 0 altered, 0 tracebacks.
+Since the server validates the no-JavaScript submissions that arrive together in
+one call (``collect.app.Validations``):
 
 =========================  ======  ========  =======  =======  =======  ==========
 run                        sent    per s     p50 ms   p99 ms   max ms   server CPU
 =========================  ======  ========  =======  =======  =======  ==========
-SQLite, half without JS    10,000  59.4      2,931    5,120    5,728    199 s
-PostgreSQL, half w/o JS    10,000  57.9      2,741    5,034    5,827    189 s
-SQLite, all sealed (JS)    10,000  183.9     921      1,260    2,044    36 s
-SQLite, all without JS     2,000   36.2      5,314    6,289    7,011    66 s
+SQLite, half without JS    10,000  186.9     862      2,211    2,753    51 s
+PostgreSQL, half w/o JS    10,000  122.4     1,078    3,350    3,865    57 s
+SQLite, all without JS     2,000   129.5     1,408    1,849    1,995    12 s
 =========================  ======  ========  =======  =======  =======  ==========
 
+Before (one validation per submission, load average 5-10): half without JS 59.4
+per s (p50 2,931, p99 5,120 ms; PostgreSQL 57.9), all without JS 36.2 per s
+(p50 5,314 ms), all sealed 183.9 per s (p50 921, p99 1,260 ms).
+
 Latency is of the submission POST; with 200 clients always waiting on a saturated
-server it is mostly queueing (200 clients / 59 per s = 3.4 s a round). Per path in
-the mixed SQLite run: no-JS p50 4,227 / p99 5,207 ms, sealed p50 2,110 / p99 2,931
-ms; form GET p50 213 / p99 681 ms. The server's CPU per submission is the limit:
-~3.6 ms sealed, ~33 ms without JavaScript (validating one row through volna's
-table validation), so the no-JS share sets the throughput. One client at a time:
-GET 3 ms, sealed POST 3 ms, no-JS POST 42 ms.
+server it is mostly queueing. Per path in the mixed SQLite run: no-JS p50 1,566 /
+p99 2,364 ms, sealed p50 383 / p99 870 ms; form GET p50 46 / p99 594 ms. The
+client (200 asyncio respondents, ~3 ms of CPU per submission) shares the two
+cores. One client at a time: GET 3 ms, sealed POST 3 ms, no-JS POST 42 ms.
 """
 
 from __future__ import annotations

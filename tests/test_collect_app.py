@@ -578,3 +578,52 @@ def test_a_questionnaire_honeypot_is_hidden_and_screening_flags_it(tmp_path, key
     result = screen(frame, q, ScreeningRules(speeders=None, straightlining=None, duplicates=None))
     flagged = result.data.filter("flag_honeypot")
     assert flagged.height == 1 and flagged["homepage"][0] == "http://spam.example"
+
+
+def test_submissions_arriving_together_are_validated_together(questionnaire, monkeypatch):
+    # Under load the no-JavaScript path checks the waiting submissions in one call of
+    # volna's validation; each still gets its own errors, in its own language.
+    import asyncio
+
+    from volna.collect import app as app_module
+
+    sizes = []
+    real = app_module._validated_many
+
+    def counting(q, pairs):
+        sizes.append(len(pairs))
+        return real(q, pairs)
+
+    monkeypatch.setattr(app_module, "_validated_many", counting)
+    young = {**VALID, "age": ["12"]}
+    wordy = {**VALID, "age": ["thirty"]}
+    sent = [(VALID, "en"), (young, "ru"), (VALID, "ru"), (wordy, "en"), (young, "en")]
+
+    async def all_at_once(validations):
+        return await asyncio.gather(*(validations.check(f, lang) for f, lang in sent))
+
+    results = asyncio.run(all_at_once(app_module.Validations(questionnaire)))
+    assert sizes == [5]
+    errors = [e for _, e in results]
+    assert errors[0] == {} and errors[2] == {}
+    assert list(errors[1]) == ["age"] and "18" in errors[1]["age"][0]
+    assert errors[1]["age"] != errors[4]["age"]  # the same mistake, told in ru and in en
+    assert list(errors[3]) == ["age"]
+    assert results[0][0]["age"] == "34" and results[1][0]["age"] == "12"
+
+    # a batch that fails is checked row by row: one hostile row fails only itself
+    def fragile(q, pairs):
+        if len(pairs) > 1 or pairs[0][0] is young:
+            raise RuntimeError("boom")
+        return real(q, pairs)
+
+    monkeypatch.setattr(app_module, "_validated_many", fragile)
+
+    async def mixed(validations):
+        return await asyncio.gather(
+            *(validations.check(f, lang) for f, lang in sent[:3]), return_exceptions=True
+        )
+
+    outcome = asyncio.run(mixed(app_module.Validations(questionnaire)))
+    assert outcome[0][1] == {} and outcome[2][1] == {}
+    assert isinstance(outcome[1], RuntimeError)
