@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-TIMEOUT = 30.0  # seconds for the browser to answer one command
+TIMEOUT = 60.0  # seconds for the browser to answer one command (a report page draws slowly)
 
 
 def chromium() -> str:

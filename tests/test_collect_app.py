@@ -19,6 +19,7 @@ import warnings
 import httpx
 import pytest
 
+from collect_server import canonical_row as expected_row
 from volna import Questionnaire
 from volna.collect import crypto
 from volna.collect.app import SECURITY_HEADERS, create_app
@@ -119,21 +120,6 @@ def opened(store, keys) -> list[tuple[dict, dict]]:
         )
         for s in store.submissions()
     ]
-
-
-def expected_row(questionnaire, answers: dict) -> dict:
-    """The canonical row written by hand from the answers (not by the code under test)."""
-    row = {}
-    for q in questionnaire.answerable:
-        value = answers.get(q.name)
-        if q.type == "multiple":
-            for code in q.codes:
-                row[f"{q.name}/{code}"] = "" if value is None else ("1" if code in value else "0")
-        else:
-            row[q.name] = value or ""
-        if q.other_column:
-            row[q.other_column] = answers.get(q.other_column, "")
-    return row
 
 
 def seal_json(public, lang: str, answers: dict) -> str:

@@ -11,149 +11,16 @@ Set ``VOLNA_CHROMIUM`` to use another Chromium binary.
 from __future__ import annotations
 
 import base64
-import contextlib
-import fcntl
 import json
-import os
-import select
-import shutil
 import struct
-import subprocess
-import time
 from pathlib import Path
 
 import pytest
 
+from cdp import Browser
+from cdp import chromium as _chromium
 from test_report_render import bundled_report, sample_report
 from volna.report.write import write_report
-
-TIMEOUT = 60.0  # seconds for the browser to start, load the page and draw it
-
-
-def _chromium() -> str:
-    found = os.environ.get("VOLNA_CHROMIUM") or shutil.which("chromium")
-    if not found:
-        for candidate in ("/usr/bin/chromium", "/usr/bin/chromium-browser"):
-            if Path(candidate).exists():
-                found = candidate
-    if not found:
-        pytest.skip("chromium is not installed (Debian: apt-get install chromium)")
-    return found
-
-
-class Browser:
-    """Headless Chromium spoken to with DevTools protocol messages over two pipes."""
-
-    def __init__(self, binary: str, profile: Path) -> None:
-        # the browser reads commands on fd 3 and writes answers and events on fd 4
-        self._commands_read, self._commands = os.pipe()
-        self._answers, self._answers_write = os.pipe()
-        into, out = self._commands_read, self._answers_write
-
-        def pipes_as_3_and_4() -> None:  # in the child, before exec
-            # through fds >= 10 first: a pipe may itself be fd 3 or 4 (then dup2 onto
-            # itself would keep it close-on-exec, or one pipe would overwrite the other)
-            high_in = fcntl.fcntl(into, fcntl.F_DUPFD, 10)
-            high_out = fcntl.fcntl(out, fcntl.F_DUPFD, 10)
-            os.dup2(high_in, 3)  # a copy made by dup2 is inherited by the browser
-            os.dup2(high_out, 4)
-            os.close(high_in)
-            os.close(high_out)
-
-        args = [
-            binary,
-            "--headless",
-            "--remote-debugging-pipe",
-            "--no-sandbox",  # CI runs as root, where Chromium's sandbox cannot start
-            "--disable-gpu",
-            "--disable-dev-shm-usage",
-            "--no-first-run",
-            "--no-default-browser-check",
-            "--disable-extensions",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            "--hide-scrollbars",
-            f"--user-data-dir={profile}",
-            "about:blank",
-        ]
-        self.log = profile.parent / "chromium.log"
-        with open(self.log, "wb") as log:
-            self.process = subprocess.Popen(
-                args,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=log,
-                preexec_fn=pipes_as_3_and_4,  # the test starts no thread
-                close_fds=False,  # the pipes are not inheritable; fds 3 and 4 are
-            )
-        os.close(self._commands_read)
-        os.close(self._answers_write)
-        self._buffer = b""
-        self._next_id = 0
-        self.events: list[dict] = []
-
-    def send(self, method: str, params: dict | None = None, session: str | None = None) -> dict:
-        """Send one command and wait for its answer (events meanwhile are kept)."""
-        self._next_id += 1
-        message = {"id": self._next_id, "method": method, "params": params or {}}
-        if session:
-            message["sessionId"] = session
-        os.write(self._commands, json.dumps(message).encode() + b"\0")
-        deadline = time.monotonic() + TIMEOUT
-        while True:
-            answer = self._receive(deadline)
-            if answer.get("id") == self._next_id:
-                if "error" in answer:
-                    raise RuntimeError(f"{method}: {answer['error']}")
-                return answer.get("result", {})
-            self.events.append(answer)
-
-    def wait_for(self, method: str, timeout: float = TIMEOUT) -> dict:
-        """The first event ``method`` (already received or still to come)."""
-        for event in self.events:
-            if event.get("method") == method:
-                return event
-        deadline = time.monotonic() + timeout
-        while True:
-            event = self._receive(deadline)
-            self.events.append(event)
-            if event.get("method") == method:
-                return event
-
-    def drain(self, seconds: float) -> None:
-        """Keep the events that arrive within ``seconds`` (late requests, late errors)."""
-        deadline = time.monotonic() + seconds
-        while True:
-            try:
-                self.events.append(self._receive(deadline))
-            except TimeoutError:
-                return
-
-    def _receive(self, deadline: float) -> dict:
-        while b"\0" not in self._buffer:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise TimeoutError("Chromium did not answer in time")
-            ready, _, _ = select.select([self._answers], [], [], left)
-            if ready:
-                chunk = os.read(self._answers, 1 << 20)
-                if not chunk:
-                    raise RuntimeError(f"Chromium exited; its log: {self.log}")
-                self._buffer += chunk
-        message, self._buffer = self._buffer.split(b"\0", 1)
-        return json.loads(message)
-
-    def close(self) -> None:
-        with contextlib.suppress(RuntimeError, TimeoutError, OSError):
-            self.send("Browser.close")
-        try:
-            self.process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
-        os.close(self._commands)
-        os.close(self._answers)
 
 
 def open_page(html: Path, screenshot: Path) -> dict:
