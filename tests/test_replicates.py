@@ -618,9 +618,10 @@ def test_threaded_replicate_product_equals_one_pass():
     layout = [(0, block.n_estimates, block.n_bases, False)]
     size = block.n_estimates
     threaded = variance._chunked_product([block], weights, layout, size)
-    single = variance._chunk_range([block], weights, layout, size, 0, n, 4096)
+    reps = variance.as_replicate_columns(weights)
+    single = variance._chunk_range([block], reps, layout, size, reps.row_ranges(4096))
     if variance.PRODUCT_THREADS > 1:
-        assert n // (16 * 4096) >= 2  # the threaded path really ran
+        assert len(reps.row_ranges(variance.PRODUCT_CHUNK)) >= 2  # the threaded path ran
     np.testing.assert_allclose(threaded, single, rtol=1e-12)
     expected = np.zeros((size, R))
     ok = block.base >= 0

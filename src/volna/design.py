@@ -64,7 +64,9 @@ from volna.variance import (
     Presence,
     RatioBlock,
     ReplicateGroups,
+    ReplicateWeightColumns,
     Stage,
+    as_replicate_columns,
     block_estimates,
     block_linearization_variance,
     block_totals,
@@ -310,9 +312,14 @@ class Domains:
 
 @dataclass(frozen=True, eq=False, repr=False)
 class ReplicateWeights:
-    """Replicate weights of a design, already multiplied by the sampling weights."""
+    """Replicate weights of a design, already multiplied by the sampling weights.
 
-    weights: np.ndarray  # (n, R)
+    They are held as :class:`~volna.variance.ReplicateWeightColumns`: views of the data
+    frame's own columns for a design read from a frame (no second copy), or the matrix
+    that replicate construction or weighting made.
+    """
+
+    columns: ReplicateWeightColumns  # (n, R)
     scale: float
     rscales: np.ndarray  # (R,)
     mse: bool
@@ -323,7 +330,19 @@ class ReplicateWeights:
 
     @property
     def n_replicates(self) -> int:
-        return self.weights.shape[1]
+        return self.columns.n_replicates
+
+    @property
+    def weights(self) -> np.ndarray:
+        """All replicate weights as one ``(n, R)`` array.
+
+        The matrix itself when they are held as one; otherwise a new Fortran-ordered
+        array each time (the frame's columns copied): estimation never needs it.
+        """
+        cols = self.columns
+        if cols.matrix is not None and cols.multiplier is None:
+            return cols.matrix
+        return cols.to_array()
 
 
 @dataclass(frozen=True, eq=False, repr=False)
@@ -530,28 +549,30 @@ class SurveyDesign:
         cols = _replicate_columns(data, replicate_weights)
         kind = _replicate_type(type)
         w = np.ones(n) if weights is None else _weight_column(data, weights)
-        selected = data.select(cols)
-        for c, dtype in zip(cols, selected.dtypes, strict=True):
-            if not dtype.is_numeric():
-                raise DesignError(f"column {c}: replicate weights must be numbers, got {dtype}")
-        # one conversion for all columns; row-major, as the variance code reads row chunks
-        reps = np.require(
-            selected.cast(pl.Float64).to_numpy(order="c"), np.float64, ["C_CONTIGUOUS", "W"]
-        )
-        del selected
-        # column sums are finite when every value is (the exact check runs only if not)
-        # (a BLAS product sums the columns three times faster than ndarray.sum)
-        if not np.isfinite(np.ones(reps.shape[0]) @ reps).all():
-            bad_cols = np.flatnonzero(~np.isfinite(reps).all(axis=0))
-            if len(bad_cols):
-                j = int(bad_cols[0])
-                row = int(np.flatnonzero(~np.isfinite(reps[:, j]))[0])
+        pieces = []
+        for c in cols:
+            series = data.get_column(c)
+            if not series.dtype.is_numeric():
                 raise DesignError(
-                    f"row {row + 1}, column {cols[j]}: replicate weight is missing; "
+                    f"column {c}: replicate weights must be numbers, got {series.dtype}"
+                )
+            if series.null_count():
+                row = int(series.is_null().arg_max())
+                raise DesignError(
+                    f"row {row + 1}, column {c}: replicate weight is missing; "
                     "every row needs every replicate weight"
                 )
-        if not combined_weights:
-            reps *= w[:, None]
+            pieces.append(_float_pieces(series))
+        # the frame's own buffers: a factor column (combined_weights=False) is multiplied
+        # by the sampling weight where it is read, never stored as a product
+        reps = ReplicateWeightColumns(pieces, None if combined_weights else w)
+        bad = reps.first_nonfinite()
+        if bad is not None:
+            row, j = bad
+            raise DesignError(
+                f"row {row + 1}, column {cols[j]}: replicate weight is missing; "
+                "every row needs every replicate weight"
+            )
         set_ = _replicate_factors(kind, reps, scale, rscales, mse, rho)
         spec = {"weights": weights, "replicate_weights": cols, "type": kind}
         return cls(data=data, weights=w, replicates=set_, spec=spec, degf_override=degf)
@@ -645,7 +666,7 @@ class SurveyDesign:
         )
         rep_weights = np.asarray(result.weights, dtype=float)
         set_ = ReplicateWeights(
-            weights=rep_weights,
+            columns=ReplicateWeightColumns.from_matrix(rep_weights),
             scale=float(result.scale),
             rscales=np.asarray(result.rscales, dtype=float),
             mse=bool(result.mse if mse is None else mse),
@@ -716,13 +737,17 @@ class SurveyDesign:
         if calibration is not None:
             calibrations = (*calibrations, calibration)
         rep = self.replicates
-        if rep is not None:
-            new = rep.weights if replicate_weights is None else replicate_weights
-            rep = replace(
-                rep,
-                weights=np.ascontiguousarray(new, dtype=float),
-                groups=find_replicate_groups(w, new) if replicate_weights is not None else None,
+        if rep is not None and replicate_weights is not None:
+            # new replicate weights are new data: held as the matrix they came in
+            new = as_replicate_columns(
+                replicate_weights
+                if isinstance(replicate_weights, ReplicateWeightColumns)
+                else np.asarray(replicate_weights, dtype=float)
             )
+            rep = replace(rep, columns=new, groups=find_replicate_groups(w, new))
+        elif rep is not None:
+            # the same replicate weights over new sampling weights: their factors changed
+            rep = replace(rep, groups=None)
         spec = dict(self.spec)
         spec["weighting"] = [*spec.get("weighting", []), step.method]
         return replace(
@@ -784,7 +809,7 @@ class SurveyDesign:
         if rep.groups is not None:
             return rep.groups
         if "groups" not in self._cache:
-            self._cache["groups"] = find_replicate_groups(self.weights, rep.weights)
+            self._cache["groups"] = find_replicate_groups(self.weights, rep.columns)
         return self._cache["groups"]
 
     # ---- columns and domains -----------------------------------------------------------
@@ -851,8 +876,23 @@ class SurveyDesign:
         """Domain codes for ``by`` (crossed) within ``where`` and the design's subset.
 
         Domains are the combinations of ``by`` observed in the design's rows; a domain
-        emptied by ``where`` stays in the results, flagged ``empty_domain``.
+        emptied by ``where`` stays in the results, flagged ``empty_domain``. Domains of
+        column names are kept (the design never changes), their codes read-only.
         """
+        names = [by] if isinstance(by, str) else by
+        named = by is None or (
+            isinstance(names, (list, tuple)) and all(isinstance(b, str) for b in names)
+        )
+        if not (named and (where is None or isinstance(where, str))):
+            return self._domains(by, where)
+        key = ("domains", None if by is None else tuple(names), where)
+        if key not in self._cache:
+            found = self._domains(by, where)
+            found.codes.flags.writeable = False
+            self._cache[key] = found
+        return self._cache[key]
+
+    def _domains(self, by, where) -> Domains:
         n = self.data.height
         inside = np.ones(n, dtype=bool) if self.restriction is None else self.restriction.copy()
         where_label = None
@@ -866,7 +906,7 @@ class SurveyDesign:
             return Domains(np.where(rows, 0, -1).astype(np.int64), (None,), where=where_label)
         specs = [by] if isinstance(by, (str, pl.Expr, pl.Series, np.ndarray)) else list(by)
         if not specs:
-            return self.domains(None, where)
+            return self._domains(None, where)
         names, codes, levels = [], [], []
         for spec in specs:
             col = self.column(spec)
@@ -929,7 +969,9 @@ class SurveyDesign:
         results = []
         cov = None
         if rep is not None:
-            rep_thetas = replicate_estimates(blocks, cells, rep.weights, groups)
+            rep_thetas = replicate_estimates(blocks, cells, rep.columns, groups)
+            # the blocks of one call mostly share one array of domain codes: digest it once
+            digests: dict[int, tuple[np.ndarray, tuple]] = {}
             for block, c, tot, theta, th_r in zip(
                 blocks, cells, totals, thetas, rep_thetas, strict=True
             ):
@@ -940,7 +982,7 @@ class SurveyDesign:
                 result = BlockResult(
                     theta, var.reshape(theta.shape), dropped.reshape(theta.shape), None, tot
                 )
-                result._degf = self._replicate_degf_fn(block, c, groups)
+                result._degf = self._replicate_degf_fn(block, c, groups, digests)
                 results.append(result)
             if covariance and blocks:
                 cov = replicate_covariance(
@@ -1019,17 +1061,26 @@ class SurveyDesign:
             return lambda: np.full(n_bases, float(self.degf_override))
         return lambda: pres.degf.astype(float)
 
-    def _replicate_degf_fn(self, block: RatioBlock, cells: CellSums, groups):
-        """Degrees of freedom per base, computed only when an interval needs them."""
+    def _replicate_degf_fn(self, block: RatioBlock, cells: CellSums, groups, digests=None):
+        """Degrees of freedom per base, computed only when an interval needs them.
+
+        ``digests`` maps ``id(base)`` to (base, its fingerprint) for the blocks of one
+        call; the array is kept with its digest, so its id cannot be reused meanwhile.
+        """
+        digests = {} if digests is None else digests
         if self.degf_override is not None:
             return lambda: np.full(block.n_bases, float(self.degf_override))
         rep = self.replicates
 
         def degf() -> np.ndarray:
             if groups is None:
-                key = ("rank", _base_fingerprint(block.base, block.n_bases), block.n_bases)
+                held = digests.get(id(block.base))
+                if held is None or held[0] is not block.base:
+                    held = (block.base, _base_fingerprint(block.base, block.n_bases))
+                    digests[id(block.base)] = held
+                key = ("rank", held[1], block.n_bases)
                 if key not in self._cache:
-                    self._cache[key] = replicate_rank(rep.weights, block.base, block.n_bases)
+                    self._cache[key] = replicate_rank(rep.columns, block.base, block.n_bases)
                 return self._cache[key].astype(float) - 1
             ranks = np.zeros(block.n_bases)
             present = cells.positive > 0
@@ -1428,16 +1479,31 @@ def _replicate_type(type: str) -> str:
     return kind
 
 
+def _float_pieces(series: pl.Series) -> list[np.ndarray]:
+    """A numeric column as float64 arrays, one per chunk: views of the frame's buffers.
+
+    A Float64 column without nulls is read in place (polars hands numpy its buffer);
+    any other numeric type (integers, Float32, decimals) is converted, one copy of that
+    column, as numpy needs float64 values.
+    """
+    if series.dtype == pl.Float64:
+        try:
+            return [chunk.to_numpy(allow_copy=False) for chunk in series.get_chunks()]
+        except RuntimeError:  # pragma: no cover - a layout polars cannot hand over
+            pass
+    return [series.cast(pl.Float64).to_numpy().astype(np.float64, copy=False)]
+
+
 def _replicate_factors(
     kind: str,
-    reps: np.ndarray,
+    reps: ReplicateWeightColumns,
     scale: float | None,
     rscales: Sequence[float] | np.ndarray | None,
     mse: bool | None,
     rho: float | None,
 ) -> ReplicateWeights:
     """Scale factors of each replicate type, as R's svrepdesign sets them."""
-    R = reps.shape[1]
+    R = reps.n_replicates
     if kind == "Fay" and rho is None:
         raise DesignError("type='Fay' needs rho=, the Fay coefficient (e.g. 0.5)")
     if kind == "JKn" and rscales is None:
@@ -1459,7 +1525,7 @@ def _replicate_factors(
     if mse is None:
         mse = kind == "successive-difference"
     return ReplicateWeights(
-        weights=reps,
+        columns=reps,
         scale=float(default_scale if scale is None else scale),
         rscales=rs,
         mse=bool(mse),

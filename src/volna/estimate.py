@@ -431,6 +431,8 @@ def _as_list(x: Any) -> list[Any]:
 
 
 def _missing_counts(domains: Domains, missing: np.ndarray) -> np.ndarray:
+    if not missing.any():
+        return np.zeros(domains.n, dtype=np.int64)
     rows = (domains.codes >= 0) & missing
     return np.bincount(domains.codes[rows], minlength=domains.n)
 

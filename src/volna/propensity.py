@@ -832,7 +832,7 @@ def propensity_weights(
     if design.replicates is not None:
         with np.errstate(divide="ignore", invalid="ignore"):
             factor = np.where(d > 0, w / np.where(d > 0, d, 1.0), odds * scale)
-        replicate_weights = design.replicates.weights * factor[:, None]
+        replicate_weights = design.replicates.columns.to_array(factor)
         notes.append(
             "replicate weights multiplied by the same adjustment (the model is not "
             "refitted per replicate)"

@@ -11,7 +11,9 @@ variance paths below take blocks and never look at the estimator that built them
   multistage designs with a finite population correction at every stage;
 * **replicate weights** -- the totals of all blocks are recomputed under every replicate
   weight with one sparse ``(k x n) @ (n x R)`` product, and the spread of the replicate
-  estimates gives the variance, as R's ``svrVar``.
+  estimates gives the variance, as R's ``svrVar``. The ``n x R`` weights are read where
+  they are stored (:class:`ReplicateWeightColumns`: the data frame's own columns), a
+  chunk of rows at a time.
 
 Nothing here builds an ``n x k`` dense matrix: rows are summed straight into
 (sampling unit, domain) cells, so memory follows the number of PSUs, not the number of
@@ -29,6 +31,7 @@ rows times the number of estimates.
 
 from __future__ import annotations
 
+import itertools
 import os
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -267,8 +270,19 @@ def cell_sums(
             num=np.array([[num]]),
             dense_groups=1,
         )
-    if group_of_row is None:
-        group_of_row = np.zeros(len(base), dtype=np.int64)
+    local = block.local
+    if (
+        group_of_row is None
+        and block.counts_only
+        and local is not None
+        and per > 1
+        and B * per <= DENSE_LIMIT
+    ):
+        # one group (replicate weights that do not compress): the cells are the bases
+        return _one_group_counts(block, weights, positive)
+    one_group = group_of_row is None
+    if one_group:
+        group_of_row = np.zeros(len(base), dtype=np.int64) if B * per > DENSE_LIMIT else None
         n_groups = 1
     local = block.local
     size = n_groups * B
@@ -290,7 +304,10 @@ def cell_sums(
         )
     if size * per <= DENSE_LIMIT:
         valid = base >= 0
-        if B == 1 and valid.all():
+        if one_group:
+            # one group: the cells are the bases (a spare one for rows outside them)
+            cell = base if valid.all() else np.where(valid, base, size)
+        elif B == 1 and valid.all():
             # everyone in the one base: the cells are the groups, nothing to mask
             cell = group_of_row
         else:
@@ -359,6 +376,37 @@ def cell_sums(
         positive=np.bincount(index, weights=positive[rows], minlength=m),
         count=np.bincount(index, minlength=m).astype(float),
         num=num,
+    )
+
+
+def _one_group_counts(block: RatioBlock, weights: np.ndarray, positive: np.ndarray) -> CellSums:
+    """Cell sums of a proportion block with every row in one group: two bincounts."""
+    B, per = block.n_bases, block.per
+    base, local = block.base, block.local
+    outside = base < 0
+    size = B * per
+    if not outside.any():
+        code = local if B == 1 else base * per + local
+    else:
+        code = np.where(outside, size, base * per + local)
+    num = np.bincount(code, weights=weights, minlength=size + 1)[:size].reshape(B, per)
+    cnt = np.bincount(code, minlength=size + 1)[:size].astype(float).reshape(B, per)
+    if positive.min(initial=1.0) > 0:
+        pos = cnt  # every weight is positive: the counts are the positive-weight counts
+    else:
+        pos = np.bincount(code, weights=positive, minlength=size + 1)[:size].reshape(B, per)
+    weight = num.sum(axis=1)
+    return CellSums(
+        group=np.zeros(B, dtype=np.int64),
+        base=np.arange(B),
+        per=per,
+        weight=weight,
+        den=weight,
+        positive=pos.sum(axis=1),
+        count=cnt.sum(axis=1),
+        num=num,
+        dense_groups=1,
+        cell_positive=pos,
     )
 
 
@@ -818,6 +866,266 @@ def presence(
 # replicate weights
 
 
+class ReplicateWeightColumns:
+    """Replicate weights held column by column, in the buffers they already live in.
+
+    A replicate design read from a data frame keeps 1-D float64 views of the frame's own
+    columns (zero-copy: a polars Float64 column without nulls is a numpy view, one per
+    chunk), so the design adds no second copy of the largest thing it holds. Weights
+    made by volna (replicate construction, recalibrated replicates) come as one matrix
+    and are held as its column views. ``multiplier`` (``combined_weights=False``: the
+    columns are factors, the weights are factor x sampling weight) is applied on the
+    fly, never stored as an ``n x R`` product.
+
+    The consumers get what they need without the full matrix: row chunks as a small
+    C-contiguous ``(rows x R)`` buffer (:meth:`stored_rows`), columns, products with a
+    vector or a sparse matrix, sums by group, the rows of a few indices, and the check
+    that every value is finite, column by column.
+
+    >>> cols = ReplicateWeightColumns([np.array([1.0, 2.0, 3.0]), np.array([0.0, 4.0, 2.0])])
+    >>> cols.shape, cols.rows(1, 3).tolist()
+    ((3, 2), [[2.0, 4.0], [3.0, 2.0]])
+    >>> cols.dot(np.array([1.0, 1.0])).tolist()
+    [1.0, 6.0, 5.0]
+    >>> half = ReplicateWeightColumns.from_matrix(np.ones((2, 2)), multiplier=np.array([0.5, 2]))
+    >>> half.to_array().tolist()
+    [[0.5, 0.5], [2.0, 2.0]]
+    """
+
+    def __init__(
+        self,
+        columns: Sequence[np.ndarray | Sequence[np.ndarray]],
+        multiplier: np.ndarray | None = None,
+        *,
+        matrix: np.ndarray | None = None,
+    ) -> None:
+        # each column: one array, or its pieces (a polars column's chunks)
+        pieces = [[c] if isinstance(c, np.ndarray) else list(c) for c in columns]
+        lengths = {tuple(len(p) for p in col) for col in pieces}
+        if len(lengths) > 1:
+            # chunk boundaries differ between columns: split every column at all of them
+            # (views, still no copy)
+            cuts = sorted({int(x) for ls in lengths for x in np.cumsum((0, *ls))})
+            pieces = [_split_pieces(col, cuts) for col in pieces]
+        first = pieces[0] if pieces else []
+        self._bounds = np.cumsum([0, *(len(p) for p in first)]).astype(np.int64)
+        self._pieces = [[np.asarray(p, dtype=np.float64) for p in col] for col in pieces]
+        self.multiplier = None if multiplier is None else np.asarray(multiplier, dtype=float)
+        self._matrix = matrix  # the (n, R) matrix the columns are views of, if any
+        self._piece_sums: np.ndarray | None = None
+
+    @property
+    def matrix(self) -> np.ndarray | None:
+        """The ``(n, R)`` array the columns are views of, when they came as one."""
+        return self._matrix
+
+    @classmethod
+    def from_matrix(
+        cls, matrix: np.ndarray, multiplier: np.ndarray | None = None
+    ) -> ReplicateWeightColumns:
+        """Columns that are views of one ``(n, R)`` matrix (kept as it is, any order)."""
+        matrix = np.asarray(matrix, dtype=np.float64)
+        if matrix.ndim != 2:
+            raise ValueError(f"replicate weights must be a 2-d array, got shape {matrix.shape}")
+        return cls([matrix[:, j] for j in range(matrix.shape[1])], multiplier, matrix=matrix)
+
+    # ---- shape ---------------------------------------------------------------------------
+
+    @property
+    def n_rows(self) -> int:
+        return int(self._bounds[-1])
+
+    @property
+    def n_replicates(self) -> int:
+        return len(self._pieces)
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return (self.n_rows, self.n_replicates)
+
+    def stored_pieces(self, j: int):
+        """``(start, stop, values)`` of column ``j`` as stored (without the multiplier)."""
+        b = self._bounds
+        return [(int(b[p]), int(b[p + 1]), a) for p, a in enumerate(self._pieces[j])]
+
+    def row_ranges(self, step: int) -> list[tuple[int, int]]:
+        """Ranges of at most ``step`` rows, none straddling two stored pieces."""
+        out = []
+        for p in range(len(self._bounds) - 1):
+            lo, hi = int(self._bounds[p]), int(self._bounds[p + 1])
+            out += [(i, min(hi, i + step)) for i in range(lo, hi, step)]
+        return out
+
+    # ---- access ----------------------------------------------------------------------------
+
+    def column(self, j: int) -> np.ndarray:
+        """Column ``j`` (times the multiplier); a view when stored in one piece."""
+        parts = self._pieces[j]
+        col = parts[0] if len(parts) == 1 else np.concatenate(parts)
+        return col if self.multiplier is None else col * self.multiplier
+
+    def whole_piece(self, i0: int, i1: int) -> int | None:
+        """The stored piece that rows ``i0:i1`` are exactly, if they are one."""
+        p = int(np.searchsorted(self._bounds, i0, side="right")) - 1
+        return p if self._bounds[p] == i0 and self._bounds[p + 1] == i1 else None
+
+    def column_slices(self, i0: int, i1: int) -> list[np.ndarray]:
+        """Views of rows ``i0:i1`` of every stored column (a range within one piece)."""
+        p = int(np.searchsorted(self._bounds, i0, side="right")) - 1
+        s = int(self._bounds[p])
+        return [parts[p][i0 - s : i1 - s] for parts in self._pieces]
+
+    def stored_rows(self, i0: int, i1: int, out: np.ndarray | None = None) -> np.ndarray:
+        """Rows ``i0:i1`` as stored (no multiplier), a C-contiguous ``(rows, R)`` array."""
+        m = self._matrix
+        if m is not None and m.flags.c_contiguous:
+            return m[i0:i1]
+        buf = np.empty((i1 - i0, self.n_replicates)) if out is None else out[: i1 - i0]
+        p = int(np.searchsorted(self._bounds, i0, side="right")) - 1
+        if self._bounds[p + 1] >= i1:
+            # within one piece: one strided copy per column
+            s = int(self._bounds[p])
+            for j, parts in enumerate(self._pieces):
+                buf[:, j] = parts[p][i0 - s : i1 - s]
+            return buf
+        for j in range(self.n_replicates):
+            for lo, hi, a in self.stored_pieces(j):
+                a0, a1 = max(lo, i0), min(hi, i1)
+                if a0 < a1:
+                    buf[a0 - i0 : a1 - i0, j] = a[a0 - lo : a1 - lo]
+        return buf
+
+    def rows(self, i0: int, i1: int) -> np.ndarray:
+        """Rows ``i0:i1`` of the replicate weights (times the multiplier): ``(rows, R)``."""
+        x = np.array(self.stored_rows(i0, i1), copy=True)
+        if self.multiplier is not None:
+            x *= self.multiplier[i0:i1, None]
+        return x
+
+    def take_rows(self, index: np.ndarray) -> np.ndarray:
+        """The rows at ``index`` (times the multiplier): ``(len(index), R)``."""
+        index = np.asarray(index, dtype=np.int64)
+        out = np.empty((len(index), self.n_replicates))
+        piece = np.searchsorted(self._bounds, index, side="right") - 1
+        for p in np.unique(piece):
+            sel = np.flatnonzero(piece == p)
+            local = index[sel] - self._bounds[p]
+            for j, parts in enumerate(self._pieces):
+                out[sel, j] = parts[p][local]
+        if self.multiplier is not None:
+            out *= self.multiplier[index, None]
+        return out
+
+    def to_array(self, factor: np.ndarray | None = None) -> np.ndarray:
+        """A new Fortran-ordered ``(n, R)`` array of the weights (times ``factor``)."""
+        out = np.empty(self.shape, order="F")
+        for j in range(self.n_replicates):
+            col = out[:, j]
+            for lo, hi, a in self.stored_pieces(j):
+                col[lo:hi] = a
+            if self.multiplier is not None:
+                col *= self.multiplier
+            if factor is not None:
+                col *= factor
+        return out
+
+    # ---- products ----------------------------------------------------------------------------
+
+    def dot(self, vector: np.ndarray) -> np.ndarray:
+        """``W @ vector`` for a vector of ``R`` values: ``(n,)``."""
+        out = np.zeros(self.n_rows)
+        for j, v in enumerate(np.asarray(vector, dtype=float)):
+            for lo, hi, a in self.stored_pieces(j):
+                out[lo:hi] += v * a
+        if self.multiplier is not None:
+            out *= self.multiplier
+        return out
+
+    def left_product(self, matrix) -> np.ndarray:
+        """``matrix @ W`` for a ``(k, n)`` sparse or dense matrix: ``(k, R)``."""
+        m = self._matrix
+        if m is not None and m.flags.c_contiguous and self.multiplier is None:
+            return np.asarray(matrix @ m)  # (a column-major one would be copied row-major)
+        # in compressed-column form, slices by rows of W are cheap
+        matrix = sp.csc_matrix(matrix) if sp.issparse(matrix) else np.asarray(matrix)
+        if self.multiplier is not None:
+            matrix = (
+                matrix.multiply(self.multiplier[None, :]).tocsc()
+                if sp.issparse(matrix)
+                else matrix * self.multiplier[None, :]
+            )
+        out = np.zeros((matrix.shape[0], self.n_replicates))
+        slices = {(lo, hi): matrix[:, lo:hi] for lo, hi, _ in self.stored_pieces(0)}
+        for j in range(self.n_replicates):
+            for lo, hi, a in self.stored_pieces(j):
+                out[:, j] += slices[(lo, hi)] @ a
+        return out
+
+    def group_sum(self, index: np.ndarray, m: int) -> np.ndarray:
+        """Sums of the rows sharing an index in ``[0, m)``: ``(m, R)``."""
+        out = np.zeros((m, self.n_replicates))
+        index = np.asarray(index)
+        mult = self.multiplier
+        for j in range(self.n_replicates):
+            for lo, hi, a in self.stored_pieces(j):
+                v = a if mult is None else a * mult[lo:hi]
+                out[:, j] += np.bincount(index[lo:hi], weights=v, minlength=m)
+        return out
+
+    # ---- checks ------------------------------------------------------------------------------
+
+    def piece_sums(self) -> np.ndarray:
+        """Sums of every stored piece of every column (no multiplier): ``(pieces, R)``.
+
+        Computed once (the finiteness check needs them anyway) and kept: a total over
+        whole pieces, e.g. the denominator of a mean over everyone, reads no weight.
+        """
+        if self._piece_sums is None:
+            sums = np.empty((len(self._bounds) - 1, self.n_replicates))
+            for j, parts in enumerate(self._pieces):
+                for p, a in enumerate(parts):
+                    sums[p, j] = np.add.reduce(a)
+            self._piece_sums = sums
+        return self._piece_sums
+
+    def first_nonfinite(self) -> tuple[int, int] | None:
+        """``(row, column)`` of the first missing or infinite value, column by column."""
+        sums = self.piece_sums()
+        for j in range(self.n_replicates):
+            for p, (lo, _hi, a) in enumerate(self.stored_pieces(j)):
+                # a sum is finite when every value is (the exact check runs only if not)
+                if not np.isfinite(sums[p, j]):
+                    bad = np.flatnonzero(~np.isfinite(a))
+                    if len(bad):
+                        return lo + int(bad[0]), j
+        return None
+
+    def __repr__(self) -> str:
+        n, R = self.shape
+        held = "one matrix" if self._matrix is not None else f"{len(self._bounds) - 1} piece(s)"
+        return f"ReplicateWeightColumns({n} rows x {R} replicates, {held})"
+
+
+def _split_pieces(pieces: Sequence[np.ndarray], cuts: list[int]) -> list[np.ndarray]:
+    """Views of a column's pieces cut at every boundary in ``cuts``."""
+    out = []
+    start = 0
+    for a in pieces:
+        stop = start + len(a)
+        inner = [c for c in cuts if start <= c <= stop]
+        for lo, hi in itertools.pairwise(inner):
+            out.append(a[lo - start : hi - start])
+        start = stop
+    return out
+
+
+def as_replicate_columns(weights) -> ReplicateWeightColumns:
+    """Replicate weights given as columns or as one ``(n, R)`` array."""
+    if isinstance(weights, ReplicateWeightColumns):
+        return weights
+    return ReplicateWeightColumns.from_matrix(weights)
+
+
 @dataclass(frozen=True, eq=False)
 class ReplicateGroups:
     """Replicate weights stored as R's "compressed" weights: ``w_i * factors[group_i]``.
@@ -842,7 +1150,7 @@ class ReplicateGroups:
 
 def find_replicate_groups(
     weights: np.ndarray,
-    replicate_weights: np.ndarray,
+    replicate_weights: ReplicateWeightColumns | np.ndarray,
     candidate: np.ndarray | None = None,
     rtol: float = 1e-12,
 ) -> ReplicateGroups | None:
@@ -850,19 +1158,22 @@ def find_replicate_groups(
 
     ``candidate`` (e.g. the PSUs the weights were made from) is tried first; otherwise
     rows are grouped by a random projection of their factors. Every row is then checked
-    against its group; ``None`` when the weights do not compress (or barely do).
+    against its group, column by column; ``None`` when the weights do not compress (or
+    barely do).
     """
-    n, R = replicate_weights.shape
+    reps = as_replicate_columns(replicate_weights)
+    n, R = reps.shape
     pos = weights > 0
     if not np.all(pos):
         zero_rows = ~pos
-        if np.any(replicate_weights[zero_rows] != 0):
-            return None
+        for j in range(R):
+            if np.any(reps.column(j)[zero_rows] != 0):
+                return None
     w_safe = np.where(pos, weights, 1.0)
     rng = np.random.default_rng(7)
     probe = rng.standard_normal(R)
     # factors projected on a random direction: rows with equal factors share the value
-    h = (replicate_weights @ probe) / w_safe
+    h = reps.dot(probe) / w_safe
     if candidate is None:
         key = np.round(h / (np.abs(h).max() or 1.0), 10)
         _, group = np.unique(key, return_inverse=True)
@@ -878,15 +1189,11 @@ def find_replicate_groups(
     if np.any(first < 0):
         # a group of zero-weight rows only: any factors do, their weight is zero
         first = np.where(first < 0, 0, first)
-    factors = replicate_weights[first] / w_safe[first][:, None]
-    # verify, in chunks of rows, that every row follows its group's factors
-    step = max(1, (1 << 22) // max(R, 1))
-    for i0 in range(0, n, step):
-        i1 = min(n, i0 + step)
-        sl = slice(i0, i1)
-        expected = factors[group[sl]] * weights[sl, None]
-        actual = replicate_weights[sl]
-        if not np.allclose(actual, expected, rtol=rtol, atol=0.0):
+    factors = reps.take_rows(first) / w_safe[first][:, None]
+    # verify, one replicate at a time, that every row follows its group's factors
+    for j in range(R):
+        expected = factors[group, j] * weights
+        if not np.allclose(reps.column(j), expected, rtol=rtol, atol=0.0):
             return None
     return ReplicateGroups(group, np.ascontiguousarray(factors))
 
@@ -894,7 +1201,7 @@ def find_replicate_groups(
 def replicate_estimates(
     blocks: Sequence[RatioBlock],
     cells: Sequence[CellSums] | None,
-    replicate_weights: np.ndarray,
+    replicate_weights: ReplicateWeightColumns | np.ndarray,
     groups: ReplicateGroups | None,
 ) -> list[np.ndarray]:
     """Estimates ``(B, per, R)`` of every block under every replicate.
@@ -916,7 +1223,8 @@ def replicate_estimates(
     if groups is not None:
         product = _grouped_product(blocks, cells, groups, layout, offset)
     else:
-        product = _chunked_product(blocks, replicate_weights, layout, offset)
+        reps = as_replicate_columns(replicate_weights)
+        product = _chunked_product(blocks, reps, layout, offset)
     R = product.shape[1]
     out = []
     for block, (off, K, B, has_den) in zip(blocks, layout, strict=True):
@@ -948,98 +1256,302 @@ def _grouped_product(blocks, cells, groups, layout, size) -> np.ndarray:
     return np.asarray(matrix @ groups.factors)
 
 
-#: up to this many estimate rows (a mean: numerator and denominator), replicate totals use
-#: a dense BLAS product; beyond, each row adds to so few of them that a sparse one is cheaper
+#: rows per chunk whose sparse coefficients are built at once (one vectorised pass per block)
+PRODUCT_CHUNK = 1 << 15
+
+#: rows of replicate weights laid out row by row at a time for the sparse product (small
+#: enough for the buffer to stay in cache while it is filled column by column)
+PRODUCT_ROWS = 1024
+
+#: up to this many cells (a mean: numerator and denominator), the product is dense: every
+#: row adds to the same few sums, which a scatter would add one after the other
 DENSE_PRODUCT_ROWS = 4
 
-#: rows per chunk of the dense product
-DENSE_PRODUCT_CHUNK = 1 << 16
+#: up to this many entries per row (a mean or a proportion: one or two), the product runs
+#: column by column on the weights where they are stored; beyond (a topline: one entry per
+#: question), laying rows of weights out once serves every entry
+COLUMN_PRODUCT_ENTRIES = 4
 
-#: threads for the sparse replicate product (scipy releases the GIL inside it)
+#: threads for the replicate product (scipy's kernels release the GIL)
 PRODUCT_THREADS = max(1, min(4, os.cpu_count() or 1))
+
+try:  # scipy's kernels of ``csc @ dense`` and ``csc @ vector``, accumulating in place
+    from scipy.sparse._sparsetools import csc_matvec as _csc_matvec
+    from scipy.sparse._sparsetools import csc_matvecs as _csc_matvecs
+except ImportError:  # pragma: no cover - a scipy without them: the public products
+    _csc_matvec = _csc_matvecs = None
 
 
 def _chunked_product(blocks, replicate_weights, layout, size) -> np.ndarray:
-    if size <= DENSE_PRODUCT_ROWS:
-        return _dense_product(blocks, replicate_weights, layout, size)
-    n, R = replicate_weights.shape
-    # small row chunks keep the sparse product's reads of the weights in cache
-    step = max(1024, min(4096, (1 << 21) // max(R, 1)))
-    workers = min(PRODUCT_THREADS, max(1, n // (16 * step)))
-    if workers == 1:
-        return _chunk_range(blocks, replicate_weights, layout, size, 0, n, step)
-    # scipy's sparse product releases the GIL: halves of the rows on two cores
-    bounds = np.linspace(0, n // step, workers + 1).astype(int) * step
-    bounds[-1] = n
+    """``X.T @ W``: every block's weighted totals under every replicate, ``(size, R)``.
+
+    ``X`` (rows x size) is never built whole: each chunk of rows gets its sparse
+    coefficients (:func:`_range_coefficients`). With a row-major matrix of weights the
+    chunk is multiplied where it lies; with columns (a frame's, or a column-major
+    matrix) a product with few entries per row runs column by column, and one with many
+    (a topline) copies small blocks of rows into a row-major buffer first.
+    """
+    reps = as_replicate_columns(replicate_weights)
+    n = reps.n_rows
+    entries = sum(1 + has_den for *_, has_den in layout)
+    matrix = reps.matrix
+    row_major = matrix is not None and matrix.flags.c_contiguous
+    if row_major or entries > COLUMN_PRODUCT_ENTRIES:
+        run = _chunk_range
+    elif size <= DENSE_PRODUCT_ROWS:
+        run = _dense_range
+    else:
+        run = _column_range
+    # the dense product reads whole pieces (long dot products, and known piece totals)
+    ranges = reps.row_ranges(max(n, 1) if run is _dense_range else PRODUCT_CHUNK)
+    workers = min(PRODUCT_THREADS, len(ranges), max(1, n // (1 << 16)))
+    if run is _dense_range:
+        workers = 1
+    if workers <= 1:
+        return run(blocks, reps, layout, size, ranges)
+    # the kernels and numpy's copies release the GIL: the rows on two cores
+    cut = np.linspace(0, len(ranges), workers + 1).astype(int)
     with ThreadPoolExecutor(workers) as pool:
         parts = pool.map(
-            lambda k: _chunk_range(
-                blocks, replicate_weights, layout, size, bounds[k], bounds[k + 1], step
-            ),
+            lambda k: run(blocks, reps, layout, size, ranges[cut[k] : cut[k + 1]]),
             range(workers),
         )
         return sum(parts)
 
 
-def _chunk_range(blocks, replicate_weights, layout, size, start, stop, step) -> np.ndarray:
-    """``X.T @ W`` over rows ``start:stop``, ``step`` rows at a time."""
-    R = replicate_weights.shape[1]
-    n = stop
-    out = np.zeros((size, R))
-    for i0 in range(start, stop, step):
-        i1 = min(n, i0 + step)
-        rows_i, cols_i, vals = [], [], []
-        for block, (off, K, _B, has_den) in zip(blocks, layout, strict=True):
-            base = block.base[i0:i1]
-            rows = np.flatnonzero(base >= 0)
-            b = base[rows].astype(np.int64, copy=False)
-            code = b * block.per
-            if block.local is not None:
-                code = code + block.local[i0:i1][rows]
-            rows_i.append(off + code)
-            cols_i.append(rows)
-            num = block.numerator
-            vals.append(np.ones(len(rows)) if num is None else num[i0:i1][rows])
-            if has_den:
-                den = block.denominator
-                rows_i.append(off + K + b)
-                cols_i.append(rows)
-                vals.append(np.ones(len(rows)) if den is None else den[i0:i1][rows])
-        matrix = sp.csr_matrix(
-            (np.concatenate(vals), (np.concatenate(rows_i), np.concatenate(cols_i))),
-            shape=(size, i1 - i0),
-        )
-        chunk = np.ascontiguousarray(replicate_weights[i0:i1])
-        out += matrix @ chunk
-    return out
+#: proportion blocks sharing their domains are summed jointly, a few questions at a time,
+#: while their levels multiply to at most this: one entry a row for the group instead of
+#: one per question, and each question's totals are the margins of the joint ones
+JOINT_LEVELS = 64
 
 
-def _dense_product(blocks, replicate_weights, layout, size) -> np.ndarray:
-    """``X.T @ W`` with ``X`` the ``(rows x size)`` indicator/value matrix, chunked by rows.
+@dataclass(frozen=True, eq=False)
+class _Entry:
+    """One entry a row of ``X``: a block (numerator, maybe denominator) or joint blocks."""
 
-    Within a block each row adds to one numerator cell and one denominator cell, and
-    blocks occupy disjoint rows of the result, so ``X`` is filled by plain assignment.
+    off: int  # first cell in the product's layout
+    members: tuple  # ((block, (off, K, B, has_den)), ...) in the caller's layout
+    levels: int = 0  # joint cells per base (0: a single block)
+
+    @property
+    def width(self) -> int:
+        block, (_off, K, B, has_den) = self.members[0]
+        if self.levels:
+            return block.n_bases * self.levels
+        return K + (B if has_den else 0)
+
+    @property
+    def entries(self) -> int:
+        return 1 if self.levels else 1 + self.members[0][1][3]
+
+
+def _plan(blocks, layout, joint: bool) -> tuple[list[_Entry], int]:
+    """The entries of ``X`` and its number of cells; with ``joint``, proportion blocks on
+    one array of domain codes are grouped (see :data:`JOINT_LEVELS`)."""
+    plan: list[_Entry] = []
+    off = i = 0
+    while i < len(blocks):
+        first = blocks[i]
+        group, levels = [i], first.per
+        if joint and first.counts_only and first.local is not None:
+            while i + len(group) < len(blocks):
+                nxt = blocks[i + len(group)]
+                fits = nxt.counts_only and nxt.local is not None and nxt.base is first.base
+                if not fits or levels * nxt.per > JOINT_LEVELS:
+                    break
+                group.append(i + len(group))
+                levels *= nxt.per
+        members = tuple((blocks[k], layout[k]) for k in group)
+        entry = _Entry(off, members, levels if len(group) > 1 else 0)
+        plan.append(entry)
+        off += entry.width
+        i += len(group)
+    return plan, off
+
+
+def _unpack(plan: list[_Entry], out: np.ndarray, size: int) -> np.ndarray:
+    """The product in the blocks' layout, the joint totals summed to each block's margins."""
+    if all(not e.levels for e in plan):
+        return out  # the same layout
+    R = out.shape[1]
+    product = np.empty((size, R))
+    for e in plan:
+        if not e.levels:
+            std = e.members[0][1][0]
+            product[std : std + e.width] = out[e.off : e.off + e.width]
+            continue
+        B = e.members[0][0].n_bases
+        pers = [block.per for block, _ in e.members]
+        joint = out[e.off : e.off + e.width].reshape(B, *pers, R)
+        for k, (_block, (std, K, _B, _d)) in enumerate(e.members):
+            others = tuple(1 + m for m in range(len(pers)) if m != k)
+            product[std : std + K] = joint.sum(axis=others).reshape(K, R)
+    return product
+
+
+def _range_coefficients(plan, size, i0, i1, multiplier, itype):
+    """Rows ``i0:i1`` of ``X`` in compressed-column form, a fixed number of entries a row.
+
+    Every row adds to exactly one numerator cell (and one denominator cell) of each
+    entry, so the entries of row ``i`` are ``index[i*E : (i+1)*E]`` (``E`` entries per
+    row); rows outside a block's bases add to a spare last cell (``size``), dropped at
+    the end, instead of being filtered out. ``values`` is None when every coefficient
+    is 1 (proportions, counts). Built one entry at a time as rows of the transpose
+    (contiguous, in place), transposed once.
     """
-    n, R = replicate_weights.shape
-    out = np.zeros((size, R))
-    step = DENSE_PRODUCT_CHUNK
-    for i0 in range(0, n, step):
-        i1 = min(n, i0 + step)
-        x = np.zeros((i1 - i0, size))
-        for block, (off, K, _B, has_den) in zip(blocks, layout, strict=True):
-            base = block.base[i0:i1]
-            rows = np.flatnonzero(base >= 0)
-            b = base[rows].astype(np.int64)
-            code = b * block.per
+    m = i1 - i0
+    entries = sum(e.entries for e in plan)
+    constant = multiplier is None and all(b.counts_only for e in plan for b, _ in e.members)
+    index_t = np.empty((entries, m), dtype=itype)
+    values_t = None if constant else np.empty((entries, m))
+    shared: dict[int, tuple[np.ndarray, np.ndarray | None]] = {}
+    r = 0
+    for e in plan:
+        block, (_std, K, _B, has_den) = e.members[0]
+        key = id(block.base)
+        if key not in shared:
+            # blocks of one call mostly share their domain codes: read them once
+            b = block.base[i0:i1]
+            outside = b < 0
+            shared[key] = (b.astype(itype), outside if outside.any() else None)
+        base, outside = shared[key]
+        row = index_t[r]
+        if e.levels:
+            # the joint level: mixed-radix digits of the members' levels
+            np.multiply(base, e.levels, out=row)
+            code = block.local[i0:i1].astype(itype)
+            for other, _ in e.members[1:]:
+                code *= other.per
+                code += other.local[i0:i1]
+            row += code
+        else:
+            np.multiply(base, block.per, out=row)
             if block.local is not None:
-                code = code + block.local[i0:i1][rows]
+                row += block.local[i0:i1]
+        row += e.off
+        if outside is not None:
+            row[outside] = size
+        if values_t is not None:
             num = block.numerator
-            x[rows, off + code] = 1.0 if num is None else num[i0:i1][rows]
-            if has_den:
+            values_t[r] = 1.0 if num is None else num[i0:i1]
+        r += 1
+        if has_den and not e.levels:
+            row = index_t[r]
+            np.add(base, e.off + K, out=row)
+            if outside is not None:
+                row[outside] = size
+            if values_t is not None:
                 den = block.denominator
-                x[rows, off + K + b] = 1.0 if den is None else den[i0:i1][rows]
-        out += x.T @ replicate_weights[i0:i1]
-    return out
+                values_t[r] = 1.0 if den is None else den[i0:i1]
+            r += 1
+    index = np.ascontiguousarray(index_t.T).ravel()
+    if values_t is None:
+        return index, None
+    if multiplier is not None:
+        # combined_weights=False: the sampling weight goes in the coefficients
+        values_t *= multiplier[i0:i1]
+    return index, np.ascontiguousarray(values_t.T).ravel()
+
+
+def _chunk_range(blocks, reps, layout, size, ranges) -> np.ndarray:
+    """``X.T @ W`` over the row ``ranges``, reading rows of weights (axpy over R).
+
+    Each row of weights is read once and added to its cells, so the cost is one pass
+    over the weights plus ``E x R`` additions a row, whatever the number of cells;
+    joint proportion blocks (:data:`JOINT_LEVELS`) make ``E`` a half to a third of the
+    number of questions.
+    """
+    reps = as_replicate_columns(reps)
+    R = reps.n_replicates
+    plan, ksize = _plan(blocks, layout, joint=True)
+    entries = sum(e.entries for e in plan)
+    itype = np.int32 if ksize < np.iinfo(np.int32).max else np.int64
+    out = np.zeros((ksize + 1, R))
+    ones = np.ones(PRODUCT_ROWS * entries)
+    indptr = np.arange(0, (PRODUCT_ROWS + 1) * entries, entries, dtype=itype)
+    buf = np.empty((PRODUCT_ROWS, R))
+    for i0, i1 in ranges:
+        index, values = _range_coefficients(plan, ksize, i0, i1, reps.multiplier, itype)
+        for s0 in range(0, i1 - i0, PRODUCT_ROWS):
+            s1 = min(i1 - i0, s0 + PRODUCT_ROWS)
+            k = s1 - s0
+            w = reps.stored_rows(i0 + s0, i0 + s1, buf)
+            data = ones[: k * entries] if values is None else values[s0 * entries : s1 * entries]
+            idx = index[s0 * entries : s1 * entries]
+            if _csc_matvecs is not None:
+                _csc_matvecs(ksize + 1, k, R, indptr[: k + 1], idx, data, w.ravel(), out.ravel())
+            else:  # pragma: no cover
+                out += sp.csc_matrix((data, idx, indptr[: k + 1]), shape=(ksize + 1, k)) @ w
+    return _unpack(plan, out[:ksize], size)
+
+
+def _dense_range(blocks, reps, layout, size, ranges) -> np.ndarray:
+    """``X.T @ W`` over the row ``ranges`` for a few cells: ``X.T`` dense, column by column.
+
+    Each cell's row of ``X.T`` meets each column slice where it is stored in a dot
+    product (a plain sum for a row of ones, as a denominator mostly is). One thread:
+    the dot products are BLAS's, which share long slices between cores themselves.
+    """
+    reps = as_replicate_columns(reps)
+    R = reps.n_replicates
+    out_t = np.zeros((R, size))
+    mult = reps.multiplier
+    for i0, i1 in ranges:
+        xt = np.zeros((size, i1 - i0))
+        for block, (off, K, B, has_den) in zip(blocks, layout, strict=True):
+            base = block.base[i0:i1]
+            code = base * block.per
+            if block.local is not None:
+                code = code + block.local[i0:i1]
+            code = np.where(base >= 0, code, -1)
+            num = 1.0 if block.numerator is None else block.numerator[i0:i1]
+            for c in range(K):
+                xt[off + c] = np.where(code == c, num, 0.0)
+            if has_den:
+                den = 1.0 if block.denominator is None else block.denominator[i0:i1]
+                for b in range(B):
+                    xt[off + K + b] = np.where(base == b, den, 0.0)
+        if mult is not None:
+            xt *= mult[i0:i1]
+        ones = [mult is None and bool((row == 1.0).all()) for row in xt]
+        piece = reps.whole_piece(i0, i1)
+        for k in range(size):
+            if ones[k] and piece is not None:
+                out_t[:, k] += reps.piece_sums()[piece]  # a total of whole pieces: known
+                ones[k] = None
+        for j, column in enumerate(reps.column_slices(i0, i1)):
+            for k in range(size):
+                if ones[k] is None:
+                    continue
+                out_t[j, k] += np.add.reduce(column) if ones[k] else np.dot(xt[k], column)
+    return out_t.T
+
+
+def _column_range(blocks, reps, layout, size, ranges) -> np.ndarray:
+    """``X.T @ W`` over the row ``ranges``, one column of weights at a time.
+
+    Each column slice is read where it is stored (no copy) and its ``E`` entries a row
+    are added to their cells: cheaper than laying rows out while ``E`` is small.
+    """
+    reps = as_replicate_columns(reps)
+    R = reps.n_replicates
+    plan, _ = _plan(blocks, layout, joint=False)
+    entries = sum(e.entries for e in plan)
+    itype = np.int32 if size < np.iinfo(np.int32).max else np.int64
+    out_t = np.zeros((R, size + 1))
+    ones = np.ones(PRODUCT_CHUNK * entries)
+    indptr = np.arange(0, (PRODUCT_CHUNK + 1) * entries, entries, dtype=itype)
+    for i0, i1 in ranges:
+        m = i1 - i0
+        index, values = _range_coefficients(plan, size, i0, i1, reps.multiplier, itype)
+        data = ones[: m * entries] if values is None else values
+        ptr = indptr[: m + 1]
+        for j, column in enumerate(reps.column_slices(i0, i1)):
+            if _csc_matvec is not None:
+                _csc_matvec(size + 1, m, ptr, index, data, column, out_t[j])
+            else:  # pragma: no cover
+                out_t[j] += sp.csc_matrix((data, index, ptr), shape=(size + 1, m)) @ column
+    return out_t[:, :size].T
 
 
 def replicate_variance(
@@ -1087,7 +1599,10 @@ def replicate_covariance(
 
 
 def replicate_rank(
-    replicate_weights: np.ndarray, base: np.ndarray, n_bases: int, seed: int = 20240611
+    replicate_weights: ReplicateWeightColumns | np.ndarray,
+    base: np.ndarray,
+    n_bases: int,
+    seed: int = 20240611,
 ) -> np.ndarray:
     """Rank of the replicate weights restricted to each base, R's ``degf`` plus one.
 
@@ -1097,7 +1612,8 @@ def replicate_rank(
     into a few random combinations (one sparse product for all bases) before the small
     singular value decomposition. Bases with few rows are used as they are.
     """
-    R = replicate_weights.shape[1]
+    reps = as_replicate_columns(replicate_weights)
+    R = reps.n_replicates
     ranks = np.zeros(n_bases, dtype=int)
     rows = np.flatnonzero(base >= 0)
     if len(rows) == 0:
@@ -1116,7 +1632,7 @@ def replicate_rank(
     slot = np.where(small, position, slot)
     coef = np.where(small, 1.0, rng.standard_normal(len(rows)))
     matrix = sp.csr_matrix((coef, (b * buckets + slot, rows)), shape=(n_bases * buckets, len(base)))
-    folded = np.asarray(matrix @ replicate_weights).reshape(n_bases, buckets, R)
+    folded = reps.left_product(matrix).reshape(n_bases, buckets, R)
     for k in np.flatnonzero(counts):
         gram = folded[k].T @ folded[k]
         eig = np.linalg.eigvalsh(gram)

@@ -478,7 +478,8 @@ def _rake_replicates(
     Each replicate starts from its weights times the full sample's raking factor, so it
     is already close to its margins: a few sweeps instead of hundreds.
     """
-    rep = design.replicates.weights * factor[:, None]
+    # the replicates times the raking factor: new weights, one (n, R) array
+    rep = design.replicates.columns.to_array(factor)
     tol = max(tol, REPLICATE_TOL)
     n_rep = rep.shape[1]
     groups = design._replicate_groups()
@@ -494,7 +495,9 @@ def _rake_replicates(
             f"{method} of the replicate weights did not converge in {max_iter} sweeps: "
             f"margin {margins[worst].title} is {result.errors[worst]:.2e} off in some replicate"
         )
-    return rep * result.factor[row_cell]
+    for r in range(n_rep):  # in place, one replicate at a time: no second (n, R) array
+        rep[:, r] *= result.factor[row_cell, r]
+    return rep
 
 
 def _outside_notes(cells: list[MarginCells]) -> tuple[str, ...]:
@@ -795,10 +798,10 @@ def calibrate(
     calibration = Calibration(d=d, w=w, columns=sp.csr_matrix(x))
     replicate_weights = None
     if design.replicates is not None:
-        rep = design.replicates.weights
-        rep_distinct = group_sum(row_of, len(distinct), rep)
-        out = np.empty_like(rep)
-        for r in range(rep.shape[1]):
+        reps = design.replicates.columns
+        rep_distinct = reps.group_sum(row_of, len(distinct))
+        out = np.empty(reps.shape, order="F")
+        for r in range(reps.n_replicates):
             g_r, _, ok, mis = _grake(distinct, rep_distinct[:, r], target, dist, tol, max_iter)
             g_r = g_r[row_of]
             if not ok:
@@ -806,7 +809,7 @@ def calibrate(
                     f"calibration ({calfun}) of replicate {r + 1} did not reach its totals "
                     f"({np.abs(mis).max():.3g} off)"
                 )
-            out[:, r] = rep[:, r] * g_r
+            out[:, r] = reps.column(r) * g_r
         replicate_weights = out
     return design.reweighted(w, step, calibration, replicate_weights)
 
@@ -914,10 +917,10 @@ def trim(
     replicate_weights = None
     if design.replicates is not None:
         # each replicate trimmed the same way, caps scaled to the replicate's weights
-        rep = design.replicates.weights
-        replicate_weights = np.empty_like(rep)
-        for r in range(rep.shape[1]):
-            wr = rep[:, r]
+        reps = design.replicates.columns
+        replicate_weights = np.empty(reps.shape, order="F")
+        for r in range(reps.n_replicates):
+            wr = reps.column(r)
             ratio = np.where(w_now > 0, wr / np.where(w_now > 0, w_now, 1), 0.0)
             g_r, _, ok, _ = _bounded(x, wr, x.T @ wr, lo * ratio, hi * ratio, tol, max_iter)
             replicate_weights[:, r] = wr * g_r if ok else wr * g
