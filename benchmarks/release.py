@@ -4,6 +4,11 @@ Run by hand: ``.venv/bin/python benchmarks/release.py [n]``. Prints the time of 
 stage (risk, recoding, suppression, redaction) run on its own, then of the whole
 pipeline (``volna.release.protect.release``: risk before and after, recoding,
 suppression, redaction, checks, shuffle, report), and the peak resident memory.
+
+Measured 2026-11-27 (2 cores, machine otherwise idle): risk 0.14 s, recoding 0.03 s,
+suppression 0.76 s (62,254 cells), redaction of 2,964 texts 1.74 s including loading
+natasha's models, the whole release 4.0 s (target 30 s), peak 353 MB. On the same
+machine shared with four other jobs: 14.97 s in all, 11.96 s of it redaction.
 """
 
 from __future__ import annotations
