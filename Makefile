@@ -43,10 +43,12 @@ demo: $(STAMP)
 		--config examples/okrussians/report.yaml --lang all -o $(OUT)/okrussians/report
 	# A microdata release others can check: 5-anonymous on five quasi-identifiers, the
 	# vote 2-diverse within every combination, paradata and the recruitment channel out,
-	# free text redacted; the report says what was recoded and suppressed.
+	# free text redacted; the report says what was recoded and suppressed. Five keys on
+	# 2,000 respondents cost many cells: destination, the study's key variable, is the
+	# last to be blanked (--importance), so sector and origin give way first.
 	$(BIN)/volna release examples/okrussians/questionnaire.yaml $(OUT)/okrussians/data.csv \
 		--quasi age,gender,destination,origin,sector --sensitive vote_2021 --k 5 --l 2 \
-		-o $(OUT)/okrussians/release
+		--importance destination -o $(OUT)/okrussians/release
 	@echo "The report: $(OUT)/okrussians/report/report.ru.html and report.en.html (+ .xlsx, .md)"
 	@echo "The release: $(OUT)/okrussians/release/ (data, questionnaire, codebook, report.html)"
 	@echo "The data are SYNTHETIC: made up by 'volna example', not answers of real people."
