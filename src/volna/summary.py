@@ -106,4 +106,7 @@ def describe(
             text = ""
         table.add_row(_short(q.label(lang), 48), str(answered), text)
     console.print(table)
-    console.print("Unweighted shares of those answering; estimates with intervals come later.")
+    console.print(
+        "Unweighted shares of those answering: a first look. Estimates with confidence "
+        "intervals: volna report (or volna.SurveyDesign)."
+    )
