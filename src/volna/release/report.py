@@ -206,7 +206,8 @@ weights: {{ r.weights or "none (risk 1/f)" }}.</p>
 <ul>
 <li>paradata removed: {{ r.removed.paradata | join(", ") or "none" }}</li>
 <li>paradata kept on request: {{ r.removed.kept_paradata | join(", ") or "none" }}</li>
-<li>questions dropped (named with --drop, or marked in the questionnaire as how respondents were reached): {{ r.removed.dropped | join(", ") or "none" }}</li>
+<li>questions dropped (named with --drop, or marked in the questionnaire as how
+respondents were reached): {{ r.removed.dropped | join(", ") or "none" }}</li>
 <li>columns the questionnaire does not describe, removed:
 {{ r.removed.unknown | join(", ") or "none" }}</li>
 <li>free text redacted in: {{ r.redaction.columns | join(", ") or "none" }};
