@@ -335,6 +335,17 @@ def test_keygen_writes_a_protected_pair(tmp_path):
     assert stat.S_IMODE(private.stat().st_mode) == 0o600
 
 
+def test_keygen_makes_its_folder_private(tmp_path):
+    folder = tmp_path / "study" / "keys"
+    done = volna("keygen", "-o", folder)
+    assert done.returncode == 0, done.stderr
+    assert stat.S_IMODE(folder.stat().st_mode) == 0o700
+    assert (folder / "volna-private.pem").exists() and (folder / "volna-public.key").exists()
+    # a file named explicitly must have its folder already
+    line = one_line_error(volna("keygen", "--private", tmp_path / "nowhere" / "k.pem"))
+    assert "the folder" in line and "does not exist" in line
+
+
 def test_keygen_paths_and_empty_passphrase(tmp_path):
     private, public = tmp_path / "a.pem", tmp_path / "b.key"
     line = one_line_error(volna("keygen", "--private", private, "--public", public, passphrase=""))

@@ -107,6 +107,13 @@ def register(app: typer.Typer) -> None:
         if not secret:
             raise VolnaError("the passphrase is empty; the private key must be protected")
         private_pem, public_text = crypto.generate_keypair(secret)
+        # the key folder is made private to its owner; a folder named explicitly as
+        # --private's or --public's must exist already
+        if private.parent == output and not output.exists():
+            try:
+                output.mkdir(mode=0o700, parents=True)
+            except OSError as exc:
+                raise VolnaError(f"{output}: cannot create the folder: {exc.strerror}") from None
         _write_new(private, private_pem, 0o600, force)
         _write_new(public, public_text, 0o644, force)
         key = crypto.load_public_key(public)
