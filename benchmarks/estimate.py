@@ -60,15 +60,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shutil
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+from workers import run_measured
 
 HERE = Path(__file__).resolve().parent
 DATA = HERE / "data"
@@ -471,32 +471,11 @@ def svy_worker(part: str, path: str, repeat: int, subset: int) -> None:
 
 def run_worker(command: list[str], timeout: float, label: str) -> tuple[list[dict], dict]:
     """Run one worker; collect its JSON lines and its own peak RSS (from ``wait4``)."""
-    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
-        start = time.perf_counter()
-        proc = subprocess.Popen(command, stdout=out, stderr=err, text=True)
-        status, usage, timed_out = 0, None, False
-        while True:
-            pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
-            if pid:
-                break
-            if time.perf_counter() - start > timeout:
-                proc.kill()
-                _, status, usage = os.wait4(proc.pid, 0)
-                timed_out = True
-                break
-            time.sleep(0.05)
-        proc.returncode = os.waitstatus_to_exitcode(status)  # Popen must not wait again
-        elapsed = time.perf_counter() - start
-        out.seek(0)
-        err.seek(0)
-        records = []
-        for line in out:
-            line = line.strip()
-            if line.startswith("{"):
-                records.append(json.loads(line))
-        tail = err.read()[-2000:]
-    exit_code = os.waitstatus_to_exitcode(status)
-    meta = {"peak_mb": usage.ru_maxrss / 1024, "wall": elapsed, "timed_out": timed_out}
+    run = run_measured(command, timeout)
+    records, elapsed, timed_out = run.records, run.wall, run.timed_out
+    tail = run.stderr_tail[-2000:]
+    exit_code = run.exit_code
+    meta = {"peak_mb": run.peak_kib / 1024, "wall": elapsed, "timed_out": timed_out}
     if exit_code != 0 and not timed_out:
         meta["error"] = tail
         print(f"  {label}: exit {exit_code}\n{tail}", file=sys.stderr)

@@ -56,10 +56,11 @@ import resource
 import shutil
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
+
+from workers import run_measured
 
 HERE = Path(__file__).resolve().parent
 DATA = HERE / "data"
@@ -387,29 +388,10 @@ def run_worker(
             limit = int(mem_cap_gb * 2**30)
             resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
 
-    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
-        start = time.perf_counter()
-        proc = subprocess.Popen(command, stdout=out, stderr=err, text=True, preexec_fn=cap)
-        timed_out = False
-        while True:
-            pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
-            if pid:
-                break
-            if time.perf_counter() - start > timeout:
-                proc.kill()
-                _, status, usage = os.wait4(proc.pid, 0)
-                timed_out = True
-                break
-            time.sleep(0.02)
-        proc.returncode = os.waitstatus_to_exitcode(status)  # Popen must not wait again
-        elapsed = time.perf_counter() - start
-        out.seek(0)
-        err.seek(0)
-        records = [json.loads(line) for line in out if line.strip().startswith("{")]
-        tail = err.read()[-3000:]
-    code = os.waitstatus_to_exitcode(status)
-    meta: dict[str, Any] = {"peak_mb": usage.ru_maxrss * 1024 / 1e6, "wall": elapsed}
-    if timed_out:
+    run = run_measured(command, timeout, preexec_fn=cap)
+    records, tail, code, elapsed = run.records, run.stderr_tail, run.exit_code, run.wall
+    meta: dict[str, Any] = {"peak_mb": run.peak_kib * 1024 / 1e6, "wall": elapsed}
+    if run.timed_out:
         meta["failed"] = f"timeout after {timeout:.0f} s"
     elif code != 0:
         meta["failed"] = _last_error(tail) or f"exit {code}"

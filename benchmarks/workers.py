@@ -1,0 +1,56 @@
+"""Run one benchmark worker in its own process: its JSON lines, its own peak memory.
+
+Shared by ``estimate.py`` and ``weighting.py``: each step runs in a fresh process so
+that the peak resident memory ``wait4`` reports is that step's alone.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+
+@dataclass
+class WorkerRun:
+    """What a worker printed and cost."""
+
+    records: list[dict]  # the JSON objects it printed, one per line
+    stderr_tail: str  # the last 3,000 characters of its standard error
+    exit_code: int
+    peak_kib: int  # ru_maxrss of the worker alone
+    wall: float  # seconds
+    timed_out: bool
+
+
+def run_measured(
+    command: list[str], timeout: float, preexec_fn: Callable[[], None] | None = None
+) -> WorkerRun:
+    """Run ``command``, killing it after ``timeout`` seconds; see :class:`WorkerRun`."""
+    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+        start = time.perf_counter()
+        proc = subprocess.Popen(command, stdout=out, stderr=err, text=True, preexec_fn=preexec_fn)
+        timed_out = False
+        while True:
+            pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
+            if pid:
+                break
+            if time.perf_counter() - start > timeout:
+                proc.kill()
+                _, status, usage = os.wait4(proc.pid, 0)
+                timed_out = True
+                break
+            time.sleep(0.02)
+        proc.returncode = os.waitstatus_to_exitcode(status)  # Popen must not wait again
+        elapsed = time.perf_counter() - start
+        out.seek(0)
+        err.seek(0)
+        records = [json.loads(line) for line in out if line.strip().startswith("{")]
+        tail = err.read()[-3000:]
+    return WorkerRun(
+        records, tail, os.waitstatus_to_exitcode(status), usage.ru_maxrss, elapsed, timed_out
+    )
