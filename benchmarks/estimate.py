@@ -60,7 +60,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
 import subprocess
 import sys
 import time
@@ -68,7 +67,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from workers import run_measured
+from workers import r_available, run_measured
 
 HERE = Path(__file__).resolve().parent
 DATA = HERE / "data"
@@ -485,18 +484,6 @@ def run_worker(command: list[str], timeout: float, label: str) -> tuple[list[dic
         flush=True,
     )
     return records, meta
-
-
-def r_available() -> str | None:
-    """Why R cannot run, or None when Rscript and the survey package are there."""
-    if shutil.which("Rscript") is None:
-        return "Rscript not found"
-    done = subprocess.run(
-        ["Rscript", "-e", "cat(requireNamespace('survey', quietly=TRUE))"],
-        capture_output=True,
-        text=True,
-    )
-    return None if done.stdout.strip().endswith("TRUE") else "R package survey not installed"
 
 
 def versions(with_r: bool) -> dict[str, str]:

@@ -53,14 +53,13 @@ import json
 import os
 import re
 import resource
-import shutil
 import subprocess
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
-from workers import run_measured
+from workers import r_available, run_measured
 
 HERE = Path(__file__).resolve().parent
 DATA = HERE / "data"
@@ -346,18 +345,6 @@ def peer_version(python: str, tool: str) -> str:
     )
     done = subprocess.run([python, "-c", code], capture_output=True, text=True)
     return done.stdout.strip() or "?"
-
-
-def r_available() -> str | None:
-    """Why R cannot run, or None when Rscript and the survey package are there."""
-    if shutil.which("Rscript") is None:
-        return "Rscript not found"
-    done = subprocess.run(
-        ["Rscript", "-e", "cat(requireNamespace('survey', quietly=TRUE))"],
-        capture_output=True,
-        text=True,
-    )
-    return None if done.stdout.strip().endswith("TRUE") else "R package survey not installed"
 
 
 def r_version() -> str:

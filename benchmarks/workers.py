@@ -1,13 +1,15 @@
 """Run one benchmark worker in its own process: its JSON lines, its own peak memory.
 
 Shared by ``estimate.py`` and ``weighting.py``: each step runs in a fresh process so
-that the peak resident memory ``wait4`` reports is that step's alone.
+that the peak resident memory ``wait4`` reports is that step's alone; and whether R's
+survey package can be a peer here.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import tempfile
 import time
@@ -54,3 +56,15 @@ def run_measured(
     return WorkerRun(
         records, tail, os.waitstatus_to_exitcode(status), usage.ru_maxrss, elapsed, timed_out
     )
+
+
+def r_available() -> str | None:
+    """Why R cannot run, or None when Rscript and the survey package are there."""
+    if shutil.which("Rscript") is None:
+        return "Rscript not found"
+    done = subprocess.run(
+        ["Rscript", "-e", "cat(requireNamespace('survey', quietly=TRUE))"],
+        capture_output=True,
+        text=True,
+    )
+    return None if done.stdout.strip().endswith("TRUE") else "R package survey not installed"
