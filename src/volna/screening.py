@@ -663,7 +663,14 @@ def _attention(
             )
             .otherwise(None)
         )
-    why = frame.select(pl.concat_str(failures, separator="; ", ignore_nulls=True).alias("w"))["w"]
+    return _flagged_where(frame, failures)
+
+
+def _flagged_where(frame: pl.DataFrame, reasons: list[pl.Expr]) -> tuple[pl.Series, pl.Series]:
+    """Flag the rows where any reason (null where none) holds; why: the reasons, joined."""
+    if not reasons:
+        return pl.Series([False] * frame.height), pl.Series([None] * frame.height, dtype=pl.String)
+    why = frame.select(pl.concat_str(reasons, separator="; ", ignore_nulls=True).alias("w"))["w"]
     why = why.replace("", None)
     return why.is_not_null(), why
 
@@ -677,9 +684,7 @@ def _honeypot(frame: pl.DataFrame, names: Sequence[str]) -> tuple[pl.Series, pl.
             .then(pl.format("{} answered (hidden from people): {}", pl.lit(name), value))
             .otherwise(None)
         )
-    why = frame.select(pl.concat_str(found, separator="; ", ignore_nulls=True).alias("w"))["w"]
-    why = why.replace("", None)
-    return why.is_not_null(), why
+    return _flagged_where(frame, found)
 
 
 def _form_flags(frame: pl.DataFrame, rule: FormFlagsRule) -> tuple[pl.Series, pl.Series]:
@@ -732,12 +737,7 @@ def _gibberish(
             .otherwise(None)
         )
         reasons.append(pl.when(reason.is_not_null()).then(pl.format("{}: {}", pl.lit(c), reason)))
-    if not reasons:
-        empty = pl.Series([None] * frame.height, dtype=pl.String)
-        return pl.Series([False] * frame.height), empty
-    why = frame.select(pl.concat_str(reasons, separator="; ", ignore_nulls=True).alias("w"))["w"]
-    why = why.replace("", None)
-    return why.is_not_null(), why
+    return _flagged_where(frame, reasons)
 
 
 def _logic(
