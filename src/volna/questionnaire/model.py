@@ -272,7 +272,7 @@ class Check:
     ``when`` is an XLSForm expression, as in ``relevant``; ``labels`` say what a
     flag means, in each language.
 
-    >>> c = Check("every_box", "${age} < 18", {"en": "under 18 in a study of adults"})
+    >>> c = Check("minor", "${age} < 18", {"en": "under 18 in a study of adults"})
     >>> c.message("en")
     'under 18 in a study of adults'
     """
