@@ -318,21 +318,7 @@ def cell_sums(
             num = w_cells.reshape(size, per)
             pos = np.bincount(code, weights=positive, minlength=size * per + 1)[:-1]
             cnt = np.bincount(code, minlength=size * per + 1)[:-1].astype(float)
-            pos = pos.reshape(size, per)
-            cnt = cnt.reshape(size, per)
-            weight = num.sum(axis=1)
-            return CellSums(
-                group=np.repeat(np.arange(n_groups), B),
-                base=np.tile(np.arange(B), n_groups),
-                per=per,
-                weight=weight,
-                den=weight,
-                positive=pos.sum(axis=1),
-                count=cnt.sum(axis=1),
-                num=num,
-                dense_groups=n_groups,
-                cell_positive=pos,
-            )
+            return _count_grid(num, pos.reshape(size, per), cnt.reshape(size, per), n_groups)
         weight = np.bincount(cell, weights=weights, minlength=size + 1)[:-1]
         # missing values only sit in rows outside every base, whose sums land in the
         # spare last bin and are dropped
@@ -395,17 +381,25 @@ def _one_group_counts(block: RatioBlock, weights: np.ndarray, positive: np.ndarr
         pos = cnt  # every weight is positive: the counts are the positive-weight counts
     else:
         pos = np.bincount(code, weights=positive, minlength=size + 1)[:size].reshape(B, per)
+    return _count_grid(num, pos, cnt, 1)
+
+
+def _count_grid(num: np.ndarray, pos: np.ndarray, cnt: np.ndarray, n_groups: int) -> CellSums:
+    """The cell sums of a proportion block from its dense (groups x bases, levels) grids
+    of weights, positive-weight counts and counts; groups are the slow index."""
+    size, per = num.shape
+    B = size // n_groups
     weight = num.sum(axis=1)
     return CellSums(
-        group=np.zeros(B, dtype=np.int64),
-        base=np.arange(B),
+        group=np.repeat(np.arange(n_groups), B),
+        base=np.tile(np.arange(B), n_groups),
         per=per,
         weight=weight,
         den=weight,
         positive=pos.sum(axis=1),
         count=cnt.sum(axis=1),
         num=num,
-        dense_groups=1,
+        dense_groups=n_groups,
         cell_positive=pos,
     )
 
