@@ -566,7 +566,7 @@ def test_a_questionnaire_honeypot_is_hidden_and_screening_flags_it(tmp_path, key
     assert flagged.height == 1 and flagged["homepage"][0] == "http://spam.example"
 
 
-def test_submissions_arriving_together_are_validated_together(questionnaire, monkeypatch):
+def test_submissions_arriving_together_are_validated_together(make, questionnaire, monkeypatch):
     # Under load the no-JavaScript path checks the waiting submissions in one call of
     # volna's validation; each still gets its own errors, in its own language.
     import asyncio
@@ -590,6 +590,19 @@ def test_submissions_arriving_together_are_validated_together(questionnaire, mon
 
     results = asyncio.run(all_at_once(app_module.Validations(questionnaire)))
     assert sizes == [5]
+    # and the no-JavaScript endpoint goes through this batching
+    queued = []
+    real_check = app_module.Validations.check
+
+    async def spying(self, fields, language):
+        queued.append(language)
+        return await real_check(self, fields, language)
+
+    monkeypatch.setattr(app_module.Validations, "check", spying)
+    client, _, _ = make()
+    token = fresh_form(client)
+    assert client.post("/?lang=en", data={**VALID, "token": token}).status_code == 200
+    assert queued == ["en"] and sizes == [5, 1]
     errors = [e for _, e in results]
     assert errors[0] == {} and errors[2] == {}
     assert list(errors[1]) == ["age"] and "18" in errors[1]["age"][0]
