@@ -249,6 +249,10 @@ def test_bare_label_is_in_default_language() -> None:
             "a honeypot is hidden from people: it cannot be a note or required",
         ),
         (
+            "id: x\nquestions:\n  - {name: a, type: integer, reverse: true}",
+            "every.yaml:3: question a: only a scale question can be reverse-keyed",
+        ),
+        (
             "id: x\nquestions:\n  - {name: a, type: text, honeypot: yes please}",
             "questions[0].honeypot: expected true or false",
         ),

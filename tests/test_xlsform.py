@@ -367,6 +367,7 @@ questions:
     choices: agree5
     paired_with: trust_before
     period: after
+    reverse: true
   - name: comment
     type: text
     label: {ru: Комментарий, en: Comment}
@@ -410,7 +411,7 @@ def test_everything_fixture_uses_every_feature(everything: Questionnaire) -> Non
     assert q.pairs and q.title and q.version
     assert any(isinstance(x.minimum, str) for x in q) and any(x.hints for x in q)
     assert any(len(x.attention) > 1 for x in q) and any(x.honeypot for x in q)
-    assert any(x.recruitment for x in q)
+    assert any(x.recruitment for x in q) and any(x.reverse for x in q)
     assert q.checks and any(c.labels for c in q.checks) and any(not c.labels for c in q.checks)
 
 

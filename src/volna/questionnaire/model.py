@@ -126,7 +126,10 @@ class Question:
     answer it. Reports leave both out of their default list. ``recruitment``
     marks the question saying how the respondent was reached (which Telegram
     channel or chat): it ties a person to a small network, so a microdata
-    release leaves it out unless asked.
+    release leaves it out unless asked. ``reverse`` marks a reverse-keyed scale
+    item ("I rarely feel safe here" in a grid about feeling safe): its values
+    run against the grid's, and careless-responding indices that need the
+    items keyed one way (even-odd consistency, person fit) flip it.
 
     >>> q = Question("age", "integer", {"en": "Age"}, minimum=18, maximum=99)
     >>> q.columns
@@ -153,6 +156,7 @@ class Question:
     attention: tuple[str, ...] = ()
     honeypot: bool = False
     recruitment: bool = False
+    reverse: bool = False
 
     def __post_init__(self) -> None:
         for name in ("labels", "hints", "required_message", "constraint_message"):
@@ -663,6 +667,8 @@ class Questionnaire:
                 raise QuestionnaireError(
                     f"{w}attention: {unknown[0]!r} is not one of its codes ({', '.join(q.codes)})"
                 )
+        if q.reverse and q.type != "scale":
+            raise QuestionnaireError(f"{w}only a scale question can be reverse-keyed")
         if q.honeypot:
             if q.attention:
                 raise QuestionnaireError(f"{w}a honeypot cannot also be an attention check")

@@ -21,6 +21,8 @@ ignore (checked: pyxform 4.5 converts the export and ODK Validate accepts it):
     ``volna::honeypot``    ``yes``: hidden from people; only bots answer it
     ``volna::recruitment`` ``yes``: how the respondent was reached (a release
                            leaves it out unless asked)
+    ``volna::reverse``     ``yes``: a reverse-keyed scale item (screening's
+                           consistency and person-fit indices flip it)
     ``volna::choice_list`` ``yes``: the question uses the named, shared choice
                            list of volna's ``choice_lists`` (kept even if only
                            one question uses it)
@@ -175,6 +177,7 @@ _VOLNA_SURVEY_COLUMNS = (
     "volna::attention",
     "volna::honeypot",
     "volna::recruitment",
+    "volna::reverse",
     "volna::choice_list",
     "volna::other_for",
 )
@@ -1197,6 +1200,7 @@ class _Reader:
             "attention": tuple(self.text(sheet, values, "volna::attention").split()),
             "honeypot": self.flag(sheet, row, values, "volna::honeypot"),
             "recruitment": self.flag(sheet, row, values, "volna::recruitment"),
+            "reverse": self.flag(sheet, row, values, "volna::reverse"),
             "section": path,
             "appearance": self.optional(sheet, values, "appearance"),
         }
@@ -1730,6 +1734,7 @@ def _question_row(
         "volna::attention": " ".join(item.attention) or None,
         "volna::honeypot": "yes" if item.honeypot else None,
         "volna::recruitment": "yes" if item.recruitment else None,
+        "volna::reverse": "yes" if item.reverse else None,
     }
     if item.type == "country":
         row["type"] = f"select_one {country_list}"

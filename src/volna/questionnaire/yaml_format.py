@@ -79,6 +79,7 @@ _QUESTION_KEYS = {
     "attention",
     "honeypot",
     "recruitment",
+    "reverse",
 }
 _CHECK_KEYS = {"name", "when", "message"}
 _SECTION_KEYS = {"section", "label", "relevant", "questions"}
@@ -330,6 +331,7 @@ class _Reader:
                 attention=tuple(str(a) for a in attention),
                 honeypot=self.flag(m, "honeypot", key),
                 recruitment=self.flag(m, "recruitment", key),
+                reverse=self.flag(m, "reverse", key),
             )
         except QuestionnaireError as exc:
             raise self.fail(line, key, str(exc)) from None
@@ -583,6 +585,7 @@ def _question_out(q: Question, lists: Mapping) -> dict[str, Any]:
         "attention": list(q.attention) or None,
         "honeypot": q.honeypot or None,
         "recruitment": q.recruitment or None,
+        "reverse": q.reverse or None,
     }
     out.update({k: v for k, v in optional.items() if v is not None})
     return out
