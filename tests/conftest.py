@@ -1,11 +1,22 @@
-"""Designs on R's reference data shared by the estimation tests (designs are immutable)."""
+"""Shared test setup: reproducible property tests, and designs on R's reference data."""
 
 from __future__ import annotations
 
+import os
+
 import pytest
+from hypothesis import settings
 
 from reference_data import read_reference
 from volna.design import SurveyDesign
+
+# The suite's verdict is reproducible: property tests draw the same examples on every
+# machine and every run, and keep no database of past failures, so a pass or a failure on
+# CI is one a developer can replay. `HYPOTHESIS_PROFILE=explore` draws new random examples
+# each run to look for failures nobody has met yet (make test-latest and test-lowest).
+settings.register_profile("reproducible", derandomize=True, database=None)
+settings.register_profile("explore", derandomize=False)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "reproducible"))
 
 
 @pytest.fixture(scope="session")
