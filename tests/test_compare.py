@@ -14,15 +14,19 @@ Each constant sits next to the R call that produced it (printed with ``%.15g``).
 
 from __future__ import annotations
 
+import json
 import math
 
 import numpy as np
 import polars as pl
 import pytest
 
-from reference_data import read_reference
+from reference_data import REFERENCE, read_reference
 from volna.compare import (
+    ASSOCIATION_TESTS,
+    UNRELIABLE_TEST_FLAGS,
     CrossTab,
+    _design_effects,
     against_benchmark,
     crosstab,
     difference,
@@ -475,12 +479,167 @@ def test_a_crosstab_needs_two_variables(clus1) -> None:
         crosstab(clus1, "stype", "stype")
 
 
-def test_wald_tests_need_more_psus_than_free_cells() -> None:
+# ---- tables too large for their design -----------------------------------------------
+#
+# The okrussians sample is clustered by recruitment channel: 13 channels, design df 12.
+# destination x sector is 37 x 8 (q = 252 free cells, 71 of 296 cells empty); R's
+# svychisq algebra, Delta = solve(denom, numer), is then noise (denom is singular):
+# on one machine p = 0.59, on another (another OpenBLAS kernel) statistic -0.52, deff
+# -2.11 and p = 1. volna's design effects are the eigenvalues of a symmetric positive
+# semi-definite matrix, so these tests hold whatever the BLAS (run under
+# OPENBLAS_CORETYPE=Prescott, Sandybridge and OPENBLAS_NUM_THREADS=1).
+
+
+@pytest.fixture(scope="module")
+def okrussians() -> SurveyDesign:
     responses, _ = generate(n=3000, seed=4)
-    design = SurveyDesign.from_frame(responses, ids="channel")  # a dozen channels
-    test = crosstab(design, "destination", "sector").test(["F", "Wald", "adjWald"])
+    return SurveyDesign.from_frame(responses, ids="channel")  # a dozen channels
+
+
+def test_wald_tests_need_more_psus_than_free_cells(okrussians) -> None:
+    test = crosstab(okrussians, "destination", "sector").test(["F", "Wald", "adjWald"])
     f, wald, adj = list(test)
-    assert wald["ndf"] > design.degf
+    assert okrussians.degf == 12 < wald["ndf"] == 252
     assert math.isnan(wald["statistic"]) and math.isnan(adj["p_value"])
-    assert wald["flags"] == adj["flags"] == ["singular_covariance"]
-    assert 0 < f["p_value"] < 1 and f["flags"] == []
+    assert wald["flags"] == adj["flags"] == ["too_few_psus", "singular_covariance"]
+    # what a reader relies on: the Rao-Scott test says it is unreliable, and its numbers
+    # are numbers (a design effect is never negative, a p-value is a probability)
+    assert f["flags"] == ["too_few_psus", "singular_design_effects"]
+    assert f["deff"] > 0 and f["statistic"] > 0 and 0 <= f["p_value"] <= 1
+    assert set(f["flags"]) <= UNRELIABLE_TEST_FLAGS
+
+
+def test_design_effects_of_a_singular_table_are_not_rounding_noise(okrussians) -> None:
+    table = crosstab(okrussians, "destination", "sector")
+    deffs = table._association().deffs
+    # 252 free cells, 219 of them with a cell not empty to estimate a design effect; the
+    # covariance of the table comes from 13 channels, so at most 12 are not zero
+    assert len(deffs) == 219
+    assert deffs.min() >= 0
+    assert np.sum(deffs > 1e-8 * deffs.max()) <= okrussians.degf
+    # the same design effects whichever variable is the rows (another basis of the free
+    # cells: solve() on the singular matrix gave another trace)
+    one = table.test(["F", "Chisq", "saddlepoint"])
+    other = crosstab(okrussians, "sector", "destination").test(["F", "Chisq", "saddlepoint"])
+    for name in ("statistic", "ndf", "ddf", "p_value", "deff"):
+        assert one.column(name) == pytest.approx(other.column(name), rel=1e-8, nan_ok=True)
+
+
+def test_chisq_keeps_q_degrees_of_freedom_and_the_mean_of_the_estimable_deffs(okrussians):
+    table = crosstab(okrussians, "destination", "sector")
+    deffs = table._association().deffs
+    f, chisq = list(table.test(["F", "Chisq"]))
+    # X2 sums over all 252 free cells: the 33 whose design effect cannot be estimated
+    # are given the mean of the 219 that can
+    assert chisq["df"] == 252
+    assert chisq["deff"] == f["deff"] == pytest.approx(deffs.mean(), rel=1e-12)
+    assert f["statistic"] == pytest.approx(chisq["statistic"] / (252 * f["deff"]), rel=1e-12)
+    weights = np.concatenate([deffs, np.full(252 - 219, deffs.mean())])
+    assert f["ndf"] == pytest.approx(weights.sum() ** 2 / np.sum(weights**2), rel=1e-10)
+    assert f["ddf"] == pytest.approx(12 * f["ndf"], rel=1e-12)
+
+
+def test_covariance_not_positive_semidefinite_is_flagged_not_negative() -> None:
+    # a 2 x 2 table (one free cell) whose "covariance" has a negative variance
+    contrasts = np.array([[0.25], [-0.25], [-0.25], [0.25]])
+    p = np.full(4, 0.25)
+    v_p = -np.eye(4) * 1e-4
+    deffs, negative = _design_effects(contrasts, p, v_p, 100.0)
+    assert negative and deffs.tolist() == [0.0]
+    deffs, negative = _design_effects(contrasts, p, -v_p, 100.0)
+    assert not negative and deffs[0] > 0
+
+
+# ---- what R's svychisq returns on these tables -----------------------------------------
+
+SINGULAR_CASES = json.loads((REFERENCE / "svychisq_singular.json").read_text())
+
+
+def _r_results(rows: str, columns: str) -> dict[str, dict]:
+    case = next(c for c in SINGULAR_CASES["cases"] if (c["rows"], c["columns"]) == (rows, columns))
+    return {r["test"]: r for r in case["results"]}
+
+
+@pytest.fixture(scope="module")
+def okrussians_csv() -> SurveyDesign:
+    # the rows R read (make_svychisq_singular_cases.R): generate(n=3000, seed=4)
+    data = read_reference(SINGULAR_CASES["data"])
+    return SurveyDesign.from_frame(data, ids="channel")
+
+
+def test_the_r_data_are_the_generated_sample() -> None:
+    responses, _ = generate(n=3000, seed=4)
+    data = read_reference(SINGULAR_CASES["data"])
+    assert data.equals(responses.select(data.columns))
+
+
+def test_svychisq_on_too_few_psus_stops_where_volna_flags(okrussians_csv) -> None:
+    """destination x sector: 252 free cells, 12 design df, 71 empty cells.
+
+    R stops on every statistic ("system is computationally singular": solve() on a
+    denominator matrix made singular by the empty cells, and on the covariance of the
+    free cells, whose rank is at most 12). volna answers the Rao-Scott tests with
+    design effects that are never negative -- 219 estimable free cells, at most 12 of
+    them not zero -- and flags the rows so that a report shows the test as unreliable
+    rather than a p-value; the Wald tests are NaN, as R's are errors. A user gets an
+    answer that says what is wrong with it instead of a stop (or, via solve() without
+    R's condition check, rounding noise).
+    """
+    r = _r_results("destination", "sector")
+    assert SINGULAR_CASES["degf"] == okrussians_csv.degf == 12
+    for name in ("F", "Chisq", "Wald", "adjWald", "saddlepoint", "lincom"):
+        assert r[name]["error"].startswith("system is computationally singular"), name
+    test = crosstab(okrussians_csv, "destination", "sector")
+    got = {row["test"]: row for row in test.test(list(ASSOCIATION_TESTS.values()))}
+    for name in ("F", "Chisq", "saddlepoint"):
+        assert got[name]["flags"] == ["too_few_psus", "singular_design_effects"], name
+        assert got[name]["deff"] > 0 and 0 <= got[name]["p_value"] <= 1, name
+    for name in ("Wald", "adjWald"):
+        assert got[name]["flags"] == ["too_few_psus", "singular_covariance"], name
+        assert math.isnan(got[name]["p_value"]), name
+
+
+def test_svychisq_with_fewer_psus_than_free_cells_agrees_but_is_flagged(okrussians_csv):
+    """sector x plans: 21 free cells, 12 design df, no empty cell.
+
+    The denominator matrix is of full rank, so R's F and Chisq are sound arithmetic and
+    volna equals them; only 12 of the 21 design effects can be non-zero, which R does
+    not say and volna flags (``too_few_psus``). R's Wald tests stop (singular
+    covariance), volna's are NaN and flagged. R's saddlepoint stops ("Non-numeric
+    argument to mathematical function": eigen() of its non-symmetric Delta returns
+    complex values when nine eigenvalues are zero up to rounding); volna's eigenvalues
+    are real and non-negative, so it returns one, flagged as the others.
+    """
+    r = _r_results("sector", "plans")
+    test = crosstab(okrussians_csv, "sector", "plans")
+    got = {row["test"]: row for row in test.test(list(ASSOCIATION_TESTS.values()))}
+    for name in ("F", "Chisq"):
+        assert got[name]["statistic"] == pytest.approx(r[name]["statistic"], rel=REL), name
+        assert got[name]["p_value"] == pytest.approx(r[name]["p_value"], rel=REL), name
+        assert got[name]["flags"] == ["too_few_psus"], name
+    assert [got["F"]["ndf"], got["F"]["ddf"]] == pytest.approx(r["F"]["parameter"], rel=REL)
+    assert got["Chisq"]["df"] == r["Chisq"]["parameter"] == 21
+    for name in ("Wald", "adjWald"):
+        assert r[name]["error"].startswith("system is computationally singular"), name
+        assert math.isnan(got[name]["statistic"]), name
+        assert "singular_covariance" in got[name]["flags"], name
+    assert r["saddlepoint"]["error"] == "Non-numeric argument to mathematical function"
+    assert 0 <= got["saddlepoint"]["p_value"] <= 1
+    assert got["saddlepoint"]["flags"] == ["too_few_psus"]
+
+
+def test_svychisq_on_a_table_the_design_can_carry_equals_r(okrussians_csv) -> None:
+    # sector x tickets_rules: 7 free cells, 12 design df, no empty cell: every test as R
+    r = _r_results("sector", "tickets_rules")
+    test = crosstab(okrussians_csv, "sector", "tickets_rules")
+    names = ["F", "Chisq", "Wald", "adjWald", "saddlepoint"]
+    for got in test.test(names):
+        expected = r[got["test"]]
+        assert got["statistic"] == pytest.approx(expected["statistic"], rel=REL)
+        assert got["p_value"] == pytest.approx(expected["p_value"], rel=REL)
+        assert got["flags"] == []
+        df = [got["ndf"], got["ddf"]] if got["test"] in ("F", "Wald", "adjWald") else got["df"]
+        if expected.get("parameter") is not None:  # none for the saddlepoint
+            assert df == pytest.approx(expected["parameter"], rel=REL)
+    # without CompQuadForm R's "lincom" is the saddlepoint approximation
+    assert r["lincom"]["p_value"] == r["saddlepoint"]["p_value"]

@@ -79,9 +79,30 @@ ASSOCIATION_TESTS = {
     "saddlepoint": "saddlepoint",
 }
 
+#: flags of a test of association whose p-value is not to be reported (see
+#: :meth:`CrossTab.test`): the design has too few PSUs for the table, or the design
+#: effects or the covariance of its free cells are singular
+UNRELIABLE_TEST_FLAGS = frozenset(
+    {
+        "too_few_psus",
+        "singular_design_effects",
+        "negative_design_effects",
+        "singular_covariance",
+        "no_degrees_of_freedom",
+    }
+)
+
 #: a covariance matrix whose smallest eigenvalue is below this fraction of its largest
 #: is singular: its inverse would be rounding noise
 SINGULAR = 1e-12
+
+#: singular values of the (order 1) interaction contrasts below this fraction of the
+#: largest are zero: the contrast is not estimable
+RANK_TOLERANCE = 1e-10
+
+#: eigenvalues of a positive semi-definite matrix below 0 by less than this fraction of
+#: its scale are rounding
+ROUNDING = 1e-9
 
 _METHODS = {
     "F": "Pearson's X^2: Rao & Scott adjustment (second order)",
@@ -244,11 +265,29 @@ class CrossTab:
           back to without the CompQuadForm package).
 
         ``df`` is the design degrees of freedom of the domain (R: PSUs minus strata, or
-        the rank of the replicate weights minus one). The Wald tests need a covariance
-        matrix of the q free cells of full rank: with more free cells than the design
-        can estimate (few PSUs, a large table) R stops; here they are NaN, flagged
-        ``singular_covariance``, and the Rao-Scott tests remain. The ``deff`` column of Rao-Scott
+        the rank of the replicate weights minus one). The ``deff`` column of the Rao-Scott
         rows holds the mean generalized design effect ``tr(Delta)/q``.
+
+        The design effects are the eigenvalues of Delta, computed as those of a symmetric
+        positive semi-definite matrix (see ``_design_effects``): never negative, and the
+        same whatever the BLAS. On a full table with enough PSUs this is R's result.
+        Where R stops or returns noise, the rows carry ``flags`` instead; a report shows
+        a test with any of :data:`UNRELIABLE_TEST_FLAGS` as unreliable, not its p-value:
+
+        * ``too_few_psus``: the design df is at most q (every test). The covariance of
+          the table has rank at most df, so at most df design effects are not zero and
+          the second-order correction rests on a covariance the design cannot estimate;
+          the numbers are still R's (``svychisq`` returns them without a word).
+        * ``singular_design_effects`` (Rao-Scott rows): empty cells leave only k < q
+          free cells whose design effect can be estimated (Delta is 0/0 on the rest;
+          R stops: "system is computationally singular"). ``deff`` is the mean of the k,
+          the q - k others are taken equal to it, and Chisq keeps q degrees of freedom,
+          as X2 sums over all q free cells.
+        * ``negative_design_effects`` (Rao-Scott rows): the covariance of the cells is
+          not positive semi-definite beyond rounding; the negative ones are set to 0.
+        * ``singular_covariance`` (Wald rows): the covariance of the q free cells is
+          singular (R stops); the Wald tests are NaN, the Rao-Scott tests remain.
+        * ``no_degrees_of_freedom``, ``empty_domain``, ``single_level``: no test.
 
         >>> import polars as pl
         >>> from volna.design import SurveyDesign
@@ -382,7 +421,7 @@ class _Association:
     """What every test of a two-way table needs, computed once."""
 
     x2: float  # Pearson's X2 on the weighted table scaled to N rows
-    delta: np.ndarray  # (q, q) generalized design effect matrix (Rao-Scott)
+    deffs: np.ndarray  # (k,) generalized design effects: eigenvalues of Delta, k <= q
     wald: float  # Y' V^-1 Y on the (r-1)(c-1) free cells
     q: int
     nu: float  # design degrees of freedom
@@ -391,40 +430,60 @@ class _Association:
     replicate: bool
     flags: tuple[str, ...] = ()  # of every test
     wald_flags: tuple[str, ...] = ()  # of the Wald tests only
+    rao_scott_flags: tuple[str, ...] = ()  # of the tests of X2 (F, Chisq, saddlepoint)
 
     def flags_of(self, key: str) -> list[str]:
-        return list(self.flags) + (list(self.wald_flags) if key in ("Wald", "adjWald") else [])
+        own = self.wald_flags if key in ("Wald", "adjWald") else self.rao_scott_flags
+        return list(self.flags) + list(own)
 
     def result(self, key: str) -> tuple[float, ...]:
         """(statistic, ndf, ddf, df, p-value, mean generalized deff) of one test."""
         q, nu, nan = self.q, self.nu, math.nan
         if q == 0:
             return nan, nan, nan, nan, nan, nan
-        trace = float(np.trace(self.delta))
-        mean_deff = trace / q
+        if key == "Wald":
+            stat = self.wald / q
+            return stat, float(q), nu, nan, _f_sf(stat, q, nu), nan
+        if key == "adjWald":
+            ddf = nu - q + 1
+            stat = self.wald * ddf / (q * nu) if nu > 0 else nan
+            return stat, float(q), ddf, nan, _f_sf(stat, q, ddf), nan
+        weights = self.weights()
+        mean_deff = float(weights.mean())
+        if not mean_deff > 0:
+            # no variation between PSUs at all: no test can be made
+            stat = self.x2 if key in ("Chisq", "saddlepoint") else nan
+            return stat, nan, nan, float(q) if key == "Chisq" else nan, nan, mean_deff
+        trace = float(weights.sum())
         if key == "F":
-            d0 = trace**2 / float(np.trace(self.delta @ self.delta))
+            d0 = trace**2 / float(np.sum(weights**2))
             stat = self.x2 / trace
             p = _f_sf(stat, d0, d0 * nu)
             return stat, d0, d0 * nu, nan, p, mean_deff
         if key == "Chisq":
             p = float(stats.chi2.sf(self.x2 / mean_deff, q))
             return self.x2, nan, nan, float(q), p, mean_deff
-        if key == "saddlepoint":
-            eigen = np.linalg.eigvals(self.delta).real
-            if self.replicate:
-                # R's svychisq for replicate designs ignores the denominator df here
-                p = _chisq_mixture_sf(self.x2, eigen)
-            else:
-                d0 = trace**2 / float(np.trace(self.delta @ self.delta))
-                p = _f_mixture_sf(self.x2, eigen, d0 * nu)
-            return self.x2, nan, nan, nan, p, mean_deff
-        if key == "Wald":
-            stat = self.wald / q
-            return stat, float(q), nu, nan, _f_sf(stat, q, nu), nan
-        ddf = nu - q + 1
-        stat = self.wald * ddf / (q * nu) if nu > 0 else nan
-        return stat, float(q), ddf, nan, _f_sf(stat, q, ddf), nan
+        # saddlepoint
+        if self.replicate:
+            # R's svychisq for replicate designs ignores the denominator df here
+            p = _chisq_mixture_sf(self.x2, weights)
+        else:
+            d0 = trace**2 / float(np.sum(weights**2))
+            p = _f_mixture_sf(self.x2, weights, d0 * nu)
+        return self.x2, nan, nan, nan, p, mean_deff
+
+    def weights(self) -> np.ndarray:
+        """The q design effects the Rao-Scott tests weigh X2 by (eigenvalues of Delta).
+
+        With empty cells only k < q of them can be estimated (the others are 0/0); the
+        q - k missing ones are taken as the mean of the k estimated, so that X2, which
+        sums over all q free cells, is compared with q terms of the same mean design
+        effect -- the first-order Rao-Scott assumption, applied where nothing else is known.
+        """
+        deffs = self.deffs
+        if len(deffs) == 0:
+            return np.full(self.q, math.nan)
+        return np.concatenate([deffs, np.full(self.q - len(deffs), deffs.mean())])
 
 
 def _association(design: SurveyDesign, r: _Categories, c: _Categories, where: Any):
@@ -441,7 +500,7 @@ def _association(design: SurveyDesign, r: _Categories, c: _Categories, where: An
         flags.append("empty_domain" if complete.sum() == 0 else "single_level")
         return _Association(
             math.nan,
-            np.zeros((0, 0)),
+            np.zeros(0),
             math.nan,
             0,
             math.nan,
@@ -483,16 +542,12 @@ def _association(design: SurveyDesign, r: _Categories, c: _Categories, where: An
         [(row_of == i) & (col_of == j) for j in range(1, nc) for i in range(1, nr)]
     ).astype(float)
     contrasts = inter - main @ np.linalg.lstsq(main, inter, rcond=None)[0]
-    with np.errstate(divide="ignore"):
-        inv_p = np.where(p == 0, 0.0, 1.0 / p)
-    scaled = contrasts * inv_p[:, None]
-    denom = contrasts.T @ scaled / n_rows
-    numer = scaled.T @ v_p @ scaled
-    try:
-        delta = np.linalg.solve(denom, numer)
-    except np.linalg.LinAlgError:
-        flags.append("singular_design_effects")
-        delta = np.full((denom.shape[0], denom.shape[0]), np.nan)
+    deffs, negative = _design_effects(contrasts, p, v_p, n_rows)
+    rao_scott_flags: list[str] = []
+    if len(deffs) < contrasts.shape[1]:
+        rao_scott_flags.append("singular_design_effects")
+    if negative:
+        rao_scott_flags.append("negative_design_effects")
 
     # Wald: N_ij - N_i. N_.j / N on the cells off the first row and column
     tr = np.bincount(row_of, weights=t, minlength=nr)
@@ -516,20 +571,67 @@ def _association(design: SurveyDesign, r: _Categories, c: _Categories, where: An
         # computationally singular"): no Wald test
         wald_flags.append("singular_covariance")
         wald = math.nan
+    q = (nr - 1) * (nc - 1)
     if not nu > 0:
         flags.append("no_degrees_of_freedom")
+    elif nu <= q:
+        # the covariance of the table has rank at most nu: at most nu design effects are
+        # not zero, and the Wald tests' covariance of the q free cells is singular
+        flags.append("too_few_psus")
     return _Association(
         x2,
-        delta,
+        deffs,
         wald,
-        (nr - 1) * (nc - 1),
+        q,
         nu,
         int(complete.sum()),
         float(res[1].totals.numerator.sum()),
         design.is_replicate,
         tuple(flags),
         tuple(wald_flags),
+        tuple(rao_scott_flags),
     )
+
+
+def _design_effects(
+    contrasts: np.ndarray, p: np.ndarray, v_p: np.ndarray, n_rows: float
+) -> tuple[np.ndarray, bool]:
+    """The generalized design effects of a table: eigenvalues of R's svychisq ``Delta``.
+
+    R computes ``Delta = solve(denom, numer)`` with ``denom = C' D- C / N`` and
+    ``numer = C' D- V D- C`` (C the interaction contrasts, D- the inverse cell proportions,
+    0 for empty cells, V their covariance) and takes its trace and eigenvalues. Only the
+    eigenvalues are used, and they are the generalized eigenvalues of the symmetric pair
+    (numer, denom), so they are computed as such. Write ``M = D^-1/2 C / sqrt(N)`` over
+    the cells not empty: ``denom = M'M`` and ``numer = M' A M`` with
+    ``A = N D^-1/2 V D^-1/2`` (positive semi-definite); the eigenvalues are those of
+    ``Q' A Q``, Q an orthonormal basis of the columns of M. They are real and >= 0 up to
+    rounding, whatever the BLAS, where ``solve`` on a nearly singular ``denom`` returns
+    noise (R stops: "system is computationally singular").
+
+    A contrast that is zero on every cell not empty is in the null space of both
+    matrices (0/0: its design effect cannot be estimated); the rank k of C on the cells
+    not empty counts the free cells that can. Returns the k design effects (rounding
+    negatives set to 0) and whether some were negative beyond rounding (V not positive
+    semi-definite), which are set to 0 too.
+    """
+    seen = p > 0
+    c_seen = contrasts[seen]
+    # the rank is decided on C itself (entries of order 1), not on the scaled M
+    sv = np.linalg.svd(c_seen, compute_uv=False)
+    k = int(np.sum(sv > sv.max(initial=0.0) * RANK_TOLERANCE)) if len(sv) else 0
+    if k == 0:
+        return np.zeros(0), False
+    root = 1.0 / np.sqrt(p[seen])
+    basis = np.linalg.svd(c_seen * (root / math.sqrt(n_rows))[:, None], full_matrices=False)[0]
+    basis = basis[:, :k]
+    a = n_rows * (root[:, None] * v_p[np.ix_(seen, seen)] * root[None, :])
+    inner = basis.T @ a @ basis
+    deffs = np.linalg.eigvalsh((inner + inner.T) / 2)
+    # rounding of a positive semi-definite matrix: a few units of eps of its largest
+    rounding = ROUNDING * max(float(np.abs(deffs).max()), float(np.trace(a)) / len(a))
+    negative = bool(np.any(deffs < -rounding))
+    return np.clip(deffs, 0.0, None), negative
 
 
 def lonely_average_factor(design: SurveyDesign, domain: Any) -> float:
