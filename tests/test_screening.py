@@ -43,7 +43,7 @@ questions:
   - {name: job, type: text, relevant: "${work} = 'yes'"}
 """
 )
-ONLY = dict(speeders=None, straightlining=None, duplicates=None, partial=None)
+ONLY = dict(speeders=None, straightlining=None, duplicates=None, careless=None, partial=None)
 
 
 def small(**columns) -> pl.DataFrame:
@@ -123,16 +123,18 @@ def test_duplicates_exact_near_and_pairs():
     frame = frame.with_columns(
         pl.when(pl.int_range(pl.len()) == 300).then(4).otherwise(pl.col("x0")).alias("x0")
     )
-    r = screen(frame, q, ScreeningRules(**{**ONLY, "duplicates": DuplicateRule()}))
+    strict = ScreeningRules(**{**ONLY, "duplicates": DuplicateRule(agreement=0.95)})
+    r = screen(frame, q, strict)
     assert np.flatnonzero(flags(r, "duplicate")).tolist() == [300, 301]
     pairs = r.duplicate_pairs.select("first", "second", "exact").rows()
     assert (20, 301, True) in pairs
     assert any(p[:2] == (10, 300) for p in pairs)
     assert "on 40 of 40 items (exact)" in r.data["why_duplicate"][301]
-    # 37 of 40 (92.5%) is below the default 95%, above 90%
+    # 3 of 40 differ: more than the 2 that 95% allows, within the default 10% (4)
     assert not flags(r, "duplicate")[302]
-    loose = ScreeningRules(**{**ONLY, "duplicates": DuplicateRule(agreement=0.9)})
-    assert flags(screen(frame, q, loose), "duplicate")[302]
+    loose = screen(frame, q, ScreeningRules(**{**ONLY, "duplicates": DuplicateRule()}))
+    assert flags(loose, "duplicate")[302]
+    assert "on 37 of 40 items (3 different)" in loose.data["why_duplicate"][302]
     # the search compares far fewer pairs than all of them
     assert r.candidates < 303 * 302 / 2 / 10
 
@@ -385,10 +387,10 @@ def test_cli_screen(tmp_path, example):
     out = tmp_path / "flagged.csv"
     res = runner.invoke(app, ["screen", q, str(path), "--rules", str(RULES), "--out", str(out)])
     assert res.exit_code == 0, res.output
-    assert "53 excluded" in res.output
+    assert "67 excluded" in res.output
     written = pl.read_csv(out, infer_schema_length=0)
     assert {"flag_speeder", "why_duplicate", "excluded"} <= set(written.columns)
-    assert (written["excluded"] == "true").sum() == 53
+    assert (written["excluded"] == "true").sum() == 67
     res = runner.invoke(app, ["screen", q, str(path), "--rules", str(RULES), "--compare", "plans"])
     assert res.exit_code == 0, res.output
     assert "What excluding them changes" in res.output and "undecided" in res.output

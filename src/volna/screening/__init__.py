@@ -19,10 +19,19 @@ The rules, each vectorised over all rows:
     ``longest_run`` identical consecutive answers, among at least ``min_items``
     answered items ("don't know" does not count as an answer here).
 ``duplicate``
-    a later respondent whose answers agree with an earlier one's on at least
-    ``agreement`` (95%) of the items both answered. Candidates come from
-    banding (split the items into bands, hash each band, compare only rows
-    sharing a band), so the search is not quadratic; the pairs are reported.
+    a later respondent (by submission time when declared, else row) whose
+    answers differ from an earlier one's on at most ``1 - agreement`` (10%) of
+    the questions either answered. Candidates come from banding (split the
+    questions into d + 1 bands, hash each band, compare only rows sharing a
+    band: by pigeonhole every pair within d differences shares a band), so the
+    search is exact and not quadratic; pairs and their groups (bot farms) are
+    reported.
+``careless``
+    careless-responding indices (:mod:`volna.screening.careless`: longstring,
+    IRV, even-odd, psychometric synonyms and antonyms, robust Mahalanobis D²,
+    person fit, rare answers) computed from the questionnaire's scales and
+    reverse-keyed items; flagged when at least ``at_least`` of the configured
+    indices pass their cut-offs, with the reasons.
 ``partial``
     under ``min_share`` (50%) of the questions that were relevant to the
     respondent (the questionnaire's ``relevant`` expressions) answered.
@@ -65,7 +74,7 @@ whether their flags exclude or are only reported.
 ...                      "a": ["1", "3", "2", "2"], "b": ["2", "3", "1", "1"],
 ...                      "c": ["3", "3", "1", "3"]})
 >>> result = screen(data, q, ScreeningRules(straightlining=StraightliningRule(min_items=3),
-...                                         duplicates=None))
+...                                         duplicates=None, careless=None))
 >>> result.data["flag_speeder"].to_list(), result.data["flag_straightliner"].to_list()
 ([False, False, True, False], [False, True, False, False])
 >>> result.data["excluded"].to_list()
@@ -74,12 +83,14 @@ whether their flags exclude or are only reported.
 
 from __future__ import annotations
 
+from volna.screening.careless import careless_indices
 from volna.screening.checks import _flagged_where
 from volna.screening.core import ScreeningResult, screen
 from volna.screening.duplicates import _empty_pairs
 from volna.screening.rules import (
     BUILT_IN,
     AttentionCheck,
+    CarelessRule,
     DuplicateRule,
     FormFlagsRule,
     GibberishRule,
@@ -97,6 +108,7 @@ from volna.screening.sensitivity import sensitivity
 __all__ = [
     "BUILT_IN",
     "AttentionCheck",
+    "CarelessRule",
     "DuplicateRule",
     "FormFlagsRule",
     "GibberishRule",
@@ -109,6 +121,7 @@ __all__ = [
     "StraightliningRule",
     "_empty_pairs",
     "_flagged_where",
+    "careless_indices",
     "parse_rules",
     "read_rules",
     "screen",

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -11,8 +11,9 @@ import polars as pl
 
 from volna.errors import ExpressionError
 from volna.questionnaire.model import Question, Questionnaire
+from volna.screening.careless import _careless
 from volna.screening.checks import _attention, _form_flags, _gibberish, _honeypot, _logic
-from volna.screening.duplicates import _duplicates, _empty_pairs
+from volna.screening.duplicates import _duplicates, _empty_clusters, _empty_pairs
 from volna.screening.rules import BUILT_IN, ScreeningError, ScreeningRules, read_rules
 from volna.screening.speed import _speeders
 from volna.screening.straightlining import _straightliners
@@ -27,6 +28,11 @@ class ScreeningResult:
     ``summary`` has one row per rule: ``rule``, ``flagged`` (rows the rule
     flags), ``excluded`` (rows it excludes: flagged by it, and the rule is in
     the exclusion policy) and ``only`` (rows no other rule flags).
+    ``indices`` holds the careless-responding indices (one row per respondent;
+    :func:`volna.screening.careless.careless_indices`), ``duplicate_clusters``
+    the groups of respondents linked by near-duplicate pairs (``cluster``,
+    ``size``, ``rows``, ``ids``, and the first and last submission time when the
+    questionnaire declares a datetime paradata).
     ``duplicate_pairs`` lists each near-duplicate pair found
     (``first``, ``second`` as 0-based rows, their ids, ``agreement``, ``items``).
     """
@@ -36,6 +42,8 @@ class ScreeningResult:
     duplicate_pairs: pl.DataFrame
     rules: ScreeningRules
     candidates: int = 0  # pairs compared by the duplicate search
+    duplicate_clusters: pl.DataFrame = field(default_factory=_empty_clusters)
+    indices: pl.DataFrame = field(default_factory=pl.DataFrame)
 
     @property
     def n_excluded(self) -> int:
@@ -72,7 +80,12 @@ class ScreeningResult:
         policy = [r for r in self.rules.excluding if r in ran]
         lines.append(f"excluded by: {', '.join(policy) or 'no rule'}")
         if self.duplicate_pairs.height:
-            lines.append(f"duplicate pairs: {self.duplicate_pairs.height}")
+            clusters = self.duplicate_clusters
+            big = int((clusters["size"] > 2).sum()) if clusters.height else 0
+            lines.append(
+                f"duplicate pairs: {self.duplicate_pairs.height} in {clusters.height} groups"
+                + (f" ({big} of more than two respondents)" if big else "")
+            )
         return "\n".join(lines)
 
     def __str__(self) -> str:
@@ -124,6 +137,8 @@ def screen(
     ids = _id_column(questionnaire, frame)
     flags: dict[str, tuple[pl.Series, pl.Series]] = {}
     pairs = _empty_pairs()
+    clusters = _empty_clusters()
+    indices = pl.DataFrame()
     candidates = 0
 
     answered, relevant = _answered_counts(frame, questionnaire, today)
@@ -145,8 +160,14 @@ def screen(
     if rules.straightlining is not None:
         flags["straightliner"] = _straightliners(frame, questionnaire, rules.straightlining)
     if rules.duplicates is not None:
-        flag, why, pairs, candidates = _duplicates(frame, questionnaire, rules.duplicates, ids)
+        flag, why, pairs, candidates, clusters = _duplicates(
+            frame, questionnaire, rules.duplicates, ids
+        )
         flags["duplicate"] = (flag, why)
+    if rules.careless is not None:
+        flag, why, indices = _careless(frame, questionnaire, rules.careless)
+        if indices.width:
+            flags["careless"] = (flag, why)
     if rules.attention:
         flags["attention"] = _attention(frame, questionnaire, rules.attention)
     if rules.honeypots:
@@ -171,7 +192,7 @@ def screen(
         else pl.lit(False).alias("excluded")
     )
     summary = _summary(out, order, excluding)
-    return ScreeningResult(out, summary, pairs, rules, candidates)
+    return ScreeningResult(out, summary, pairs, rules, candidates, clusters, indices)
 
 
 def _summary(out: pl.DataFrame, order: list[str], excluding: list[str]) -> pl.DataFrame:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 
 import numpy as np
@@ -29,26 +28,48 @@ def _empty_pairs() -> pl.DataFrame:
 
 
 def _answer_codes(frame: pl.DataFrame, q: Questionnaire, ignore: Sequence[str]) -> np.ndarray:
-    """Each answer column as small integer codes, -1 where unanswered (rows x items).
+    """Each question's answer as a small integer code, -1 where unanswered (rows x questions).
 
-    Attention checks and honeypots are left out: every attentive respondent gives the
-    same answer to them, so they make strangers look alike (and crowd the bands).
+    A multiple-choice question is one item: its ticks make one code. Attention
+    checks and honeypots are left out: every attentive respondent gives the same
+    answer to them, so they make strangers look alike (and crowd the bands).
     """
-    columns = [
-        c
-        for question in q.answerable
-        if not question.is_quality_check
-        for c in question.columns
-        if c in frame.columns and c not in ignore and question.name not in ignore
-    ]
-    if not columns:
+    exprs = []
+    for question in q.answerable:
+        if question.is_quality_check or question.name in ignore:
+            continue
+        if question.type == "multiple":
+            cols = [
+                question.option_column(c.code)
+                for c in question.choices
+                if question.option_column(c.code) in frame.columns
+                and question.option_column(c.code) not in ignore
+            ]
+            if not cols:
+                continue
+            ticks = [pl.col(c).cast(pl.Boolean).cast(pl.String).fill_null("-") for c in cols]
+            any_answer = pl.any_horizontal([pl.col(c).is_not_null() for c in cols])
+            value = pl.when(any_answer).then(pl.concat_str(ticks)).otherwise(None)
+        elif question.name in frame.columns:
+            value = pl.col(question.name).cast(pl.String)
+        else:
+            continue
+        exprs.append(value.rank("dense").fill_null(0).alias(f"__{len(exprs)}"))
+    if not exprs:
         return np.zeros((frame.height, 0), dtype=np.int16)
-    coded = frame.select(
-        [pl.col(c).cast(pl.String).rank("dense").fill_null(0).alias(c) for c in columns]
-    )
+    coded = frame.select(exprs)
     top = max(int(coded.max_horizontal().max() or 0), 1)
     dtype = np.int16 if top < 2**15 else np.int32
     return coded.to_numpy().astype(dtype) - 1
+
+
+def allowed_differences(agreement: float, items: np.ndarray | int) -> np.ndarray:
+    """How many of ``items`` answers may differ: ``1 - agreement`` of them, to the nearest.
+
+    >>> allowed_differences(0.9, np.array([10, 27, 32, 35])).tolist()
+    [1, 3, 3, 4]
+    """
+    return np.floor((1 - agreement) * np.asarray(items) + 0.5 + 1e-9).astype(np.int64)
 
 
 def _bands(codes: np.ndarray, n_bands: int) -> list[np.ndarray]:
@@ -98,57 +119,132 @@ def _row_hash(codes: np.ndarray, columns: np.ndarray) -> np.ndarray:
     return h
 
 
-def _duplicates(
-    frame: pl.DataFrame, q: Questionnaire, rule: DuplicateRule, ids: str | None
-) -> tuple[pl.Series, pl.Series, pl.DataFrame, int]:
-    n = frame.height
-    codes = _answer_codes(frame, q, rule.ignore)
-    d = codes.shape[1]
-    nothing = (
-        pl.Series([False] * n),
-        pl.Series([None] * n, dtype=pl.String),
-        _empty_pairs(),
-        0,
+def _arrival(frame: pl.DataFrame, q: Questionnaire) -> np.ndarray:
+    """Each row's place in the order of arrival: by submission time if declared, else row."""
+    when = next(
+        (p.name for p in q.paradata if p.type == "datetime" and p.name in frame.columns), None
     )
+    if when is None:
+        return np.arange(frame.height)
+    order = frame.select(
+        pl.struct(
+            pl.col(when).is_null().alias("n"), pl.col(when).alias("t"), pl.int_range(pl.len())
+        ).rank("ordinal")
+    ).to_series()
+    return order.to_numpy().astype(np.int64) - 1
+
+
+def near_duplicate_pairs(
+    codes: np.ndarray, agreement: float = 0.9, *, min_items: int = 1, bands: int | None = None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, int]:
+    """Every pair of rows of ``codes`` differing on at most ``1 - agreement`` of their items.
+
+    ``codes`` holds small integers, -1 for no answer. Items either row answered
+    count; a pair qualifies when it differs on at most
+    :func:`allowed_differences` of them and has ``min_items``. Pigeonhole: two
+    rows differing on at most ``m`` of ``d`` items agree exactly on at least one
+    of ``m + 1`` disjoint bands of items, so hashing each band and comparing only
+    rows that share a band's hash finds every such pair (sub-quadratic: only
+    chance collisions within a band are compared, then verified).
+
+    Returns ``first``, ``second`` (first < second), the number of items either
+    answered, the number that differ, and the number of candidate pairs compared.
+
+    >>> codes = np.array([[1, 2, 3, 4, 5, 6, 7, 8, 9, 0],
+    ...                   [1, 2, 3, 4, 5, 6, 7, 8, 0, 9],
+    ...                   [4, 4, 4, 4, 4, 4, 4, 4, 4, 4]])
+    >>> first, second, items, differ, _ = near_duplicate_pairs(codes, 0.8)
+    >>> first.tolist(), second.tolist(), items.tolist(), differ.tolist()
+    ([0], [1], [10], [2])
+    """
+    n, d = codes.shape
+    empty = np.zeros(0, dtype=np.int64)
     if d == 0 or n < 2:
-        return nothing
-    # Two rows differing in at most m items share at least one of m + 1 bands
-    # (pigeonhole), so every pair above the agreement threshold is a candidate,
-    # as long as the two answered the same items.
-    allowed = math.floor((1 - rule.agreement) * d + 1e-9)
-    n_bands = min(rule.bands or allowed + 1, d)
+        return empty, empty, empty, empty, 0
+    allowed = int(allowed_differences(agreement, d))
+    n_bands = min(bands or allowed + 1, d)
     first_parts, second_parts = [], []
     for band in _bands(codes, n_bands):
         a, b = _candidate_pairs(_row_hash(codes, band))
         first_parts.append(a)
         second_parts.append(b)
-    a = np.concatenate(first_parts)
-    b = np.concatenate(second_parts)
-    pair_key = np.unique(a.astype(np.int64) * n + b)
+    pair_key = np.unique(
+        np.concatenate(first_parts).astype(np.int64) * n + np.concatenate(second_parts)
+    )
     candidates = len(pair_key)
-    if candidates == 0:
-        return nothing
-    a, b = pair_key // n, pair_key % n
-    keep_a, keep_b, agree_parts, items_parts, exact_parts = [], [], [], [], []
-    for start in range(0, len(a), 1_000_000):
-        i, j = a[start : start + 1_000_000], b[start : start + 1_000_000]
+    keep_a, keep_b, items_parts, differ_parts = [], [], [], []
+    step = 1_000_000
+    for start in range(0, candidates, step):
+        chunk = pair_key[start : start + step]
+        i, j = chunk // n, chunk % n
         x, y = codes[i], codes[j]
-        both = (x >= 0) & (y >= 0)
-        items = both.sum(axis=1)
-        agree = (both & (x == y)).sum(axis=1)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            share = agree / np.maximum(items, 1)
-        hit = (items >= rule.min_items) & (share >= rule.agreement - 1e-12)
+        either = ((x >= 0) | (y >= 0)).sum(axis=1)
+        differ = (x != y).sum(axis=1)
+        hit = (either >= min_items) & (differ <= allowed_differences(agreement, either))
         keep_a.append(i[hit])
         keep_b.append(j[hit])
-        agree_parts.append(share[hit])
-        items_parts.append(items[hit])
-        exact_parts.append((x[hit] == y[hit]).all(axis=1))
-    first = np.concatenate(keep_a)
-    second = np.concatenate(keep_b)
-    agreement = np.concatenate(agree_parts)
-    items = np.concatenate(items_parts)
-    exact = np.concatenate(exact_parts)
+        items_parts.append(either[hit])
+        differ_parts.append(differ[hit])
+    if not keep_a:
+        return empty, empty, empty, empty, candidates
+    return (
+        np.concatenate(keep_a),
+        np.concatenate(keep_b),
+        np.concatenate(items_parts).astype(np.int64),
+        np.concatenate(differ_parts).astype(np.int64),
+        candidates,
+    )
+
+
+def _clusters(n: int, first: np.ndarray, second: np.ndarray) -> np.ndarray:
+    """Connected groups of rows linked by near-duplicate pairs (-1: in no pair)."""
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
+    if not len(first):
+        return np.full(n, -1, dtype=np.int64)
+    nodes = np.unique(np.concatenate([first, second]))
+    index = np.searchsorted(nodes, first), np.searchsorted(nodes, second)
+    graph = coo_matrix((np.ones(len(first)), index), shape=(len(nodes), len(nodes)))
+    _, labels = connected_components(graph, directed=False)
+    out = np.full(n, -1, dtype=np.int64)
+    out[nodes] = labels
+    return out
+
+
+def _empty_clusters() -> pl.DataFrame:
+    return pl.DataFrame(
+        schema={
+            "cluster": pl.Int64,
+            "size": pl.Int64,
+            "rows": pl.List(pl.Int64),
+            "ids": pl.List(pl.String),
+            "first_seen": pl.String,
+            "last_seen": pl.String,
+        }
+    )
+
+
+def _duplicates(
+    frame: pl.DataFrame, q: Questionnaire, rule: DuplicateRule, ids: str | None
+) -> tuple[pl.Series, pl.Series, pl.DataFrame, int, pl.DataFrame]:
+    n = frame.height
+    codes = _answer_codes(frame, q, rule.ignore)
+    first, second, items, differ, candidates = near_duplicate_pairs(
+        codes, rule.agreement, min_items=rule.min_items, bands=rule.bands
+    )
+    if not len(first):
+        return (
+            pl.Series([False] * n),
+            pl.Series([None] * n, dtype=pl.String),
+            _empty_pairs(),
+            candidates,
+            _empty_clusters(),
+        )
+    # The one that arrived later is the duplicate (by submission time if declared).
+    arrival = _arrival(frame, q)
+    swap = arrival[first] > arrival[second]
+    first, second = np.where(swap, second, first), np.where(swap, first, second)
     label = (
         frame[ids].cast(pl.String)
         if ids
@@ -160,13 +256,23 @@ def _duplicates(
             "second": second.astype(np.int64),
             "first_id": label.gather(first),
             "second_id": label.gather(second),
-            "agreement": agreement.astype(float),
-            "items": items.astype(np.int64),
-            "exact": exact,
+            "agreement": 1 - differ / np.maximum(items, 1),
+            "items": items,
+            "exact": differ == 0,
         },
         schema=_empty_pairs().schema,
-    ).sort("second", "first")
-    # A later respondent is flagged, pointing at its earliest match.
+    )
+    pairs = (
+        pairs.with_columns(
+            pl.Series("_arrival", arrival[pairs["second"].to_numpy()]),
+            pl.Series("_first_arrival", arrival[pairs["first"].to_numpy()]),
+        )
+        .sort("_arrival", "_first_arrival")
+        .drop("_arrival", "_first_arrival")
+    )
+    # Every member of a group but the first to arrive is flagged, pointing at its
+    # earliest match.
+    cluster = _clusters(n, first, second)
     earliest = pairs.group_by("second", maintain_order=True).first()
     flag = np.zeros(n, dtype=bool)
     flag[earliest["second"].to_numpy()] = True
@@ -174,8 +280,44 @@ def _duplicates(
     who = "respondent" if ids else "row"
     for row in earliest.iter_rows(named=True):
         agree = round(row["agreement"] * row["items"])
-        kind = "exact" if row["exact"] else f"{row['agreement']:.0%} agreement"
+        kind = "exact" if row["exact"] else f"{row['items'] - agree} different"
         why[row["second"]] = (
             f"same answers as {who} {row['first_id']} on {agree} of {row['items']} items ({kind})"
         )
-    return pl.Series(flag), pl.Series(why, dtype=pl.String), pairs, candidates
+    clusters = _cluster_table(frame, q, cluster, arrival, label)
+    return pl.Series(flag), pl.Series(why, dtype=pl.String), pairs, candidates, clusters
+
+
+def _cluster_table(
+    frame: pl.DataFrame, q: Questionnaire, cluster: np.ndarray, arrival: np.ndarray, label
+) -> pl.DataFrame:
+    rows = np.flatnonzero(cluster >= 0)
+    rows = rows[np.lexsort((arrival[rows], cluster[rows]))]
+    when = next(
+        (p.name for p in q.paradata if p.type == "datetime" and p.name in frame.columns), None
+    )
+    members = pl.DataFrame(
+        {
+            "cluster": cluster[rows],
+            "row": rows.astype(np.int64),
+            "id": label.gather(rows),
+            "time": frame[when].gather(rows).cast(pl.String)
+            if when
+            else pl.Series([None] * len(rows), dtype=pl.String),
+        }
+    )
+    table = (
+        members.group_by("cluster", maintain_order=True)
+        .agg(
+            pl.len().cast(pl.Int64).alias("size"),
+            pl.col("row").alias("rows"),
+            pl.col("id").alias("ids"),
+            pl.col("time").drop_nulls().min().alias("first_seen"),
+            pl.col("time").drop_nulls().max().alias("last_seen"),
+        )
+        .sort("size", "cluster", descending=[True, False])
+    )
+    # clusters renumbered 1, 2, ... biggest first
+    return table.with_columns(
+        pl.int_range(1, pl.len() + 1, dtype=pl.Int64).alias("cluster")
+    ).select(_empty_clusters().columns)

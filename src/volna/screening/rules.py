@@ -49,12 +49,39 @@ class StraightliningRule:
 
 @dataclass(frozen=True)
 class DuplicateRule:
-    """Answer vectors agreeing on at least ``agreement`` of the items both answered."""
+    """Two respondents whose answers differ on at most ``1 - agreement`` of the questions.
 
-    agreement: float = 0.95
+    The default 0.9 allows 10% of the questions either answered to differ,
+    rounded to the nearest question (3 of 27 to 34): the same person, or a bot
+    farm, answering again with a few edits. Each question is one item (a
+    multiple-choice question's whole set of ticks is one answer).
+    """
+
+    agreement: float = 0.9
     min_items: int = 10
     ignore: tuple[str, ...] = ()
     bands: int | None = None  # default: enough for the pigeonhole guarantee
+
+
+def _default_indices() -> dict[str, float]:
+    return {"mahalanobis": 0.001, "rare_answers": 0.001}
+
+
+@dataclass(frozen=True)
+class CarelessRule:
+    """Careless-responding indices, their cut-offs, and how many must agree to flag.
+
+    ``indices`` maps an index of :mod:`volna.screening.careless` to its cut-off;
+    a respondent is flagged when at least ``at_least`` of them pass theirs.
+    ``critval`` is the item correlation that makes two items psychometric
+    synonyms (antonyms: below minus it); ``min_items`` the scale items (closed
+    questions for ``rare_answers``) an index needs.
+    """
+
+    indices: Mapping[str, float] = field(default_factory=_default_indices)
+    at_least: int = 1
+    critval: float = 0.6
+    min_items: int = 4
 
 
 @dataclass(frozen=True)
@@ -105,6 +132,7 @@ BUILT_IN = (
     "speeder",
     "straightliner",
     "duplicate",
+    "careless",
     "partial",
     "attention",
     "honeypot",
@@ -121,12 +149,13 @@ class ScreeningRules:
     flags exclude a respondent; ``None`` means every rule that runs.
 
     >>> ScreeningRules().names
-    ('speeder', 'straightliner', 'duplicate', 'partial', 'form')
+    ('speeder', 'straightliner', 'duplicate', 'careless', 'partial', 'form')
     """
 
     speeders: SpeederRule | None = field(default_factory=SpeederRule)
     straightlining: StraightliningRule | None = field(default_factory=StraightliningRule)
     duplicates: DuplicateRule | None = field(default_factory=DuplicateRule)
+    careless: CarelessRule | None = field(default_factory=CarelessRule)
     partial: PartialRule | None = field(default_factory=PartialRule)
     attention: tuple[AttentionCheck, ...] = ()
     honeypots: tuple[str, ...] = ()
@@ -143,6 +172,7 @@ class ScreeningRules:
             "speeder": self.speeders,
             "straightliner": self.straightlining,
             "duplicate": self.duplicates,
+            "careless": self.careless,
             "partial": self.partial,
             "attention": self.attention or None,
             "honeypot": self.honeypots or None,
@@ -212,6 +242,7 @@ _TOP_KEYS = (
     "speeders",
     "straightlining",
     "duplicates",
+    "careless",
     "partial",
     "attention",
     "form",
@@ -223,6 +254,7 @@ _RULE_KEYS = {
     "speeders": ("fraction_of_median", "seconds_per_item", "duration"),
     "straightlining": ("grids", "min_items", "longest_run"),
     "duplicates": ("agreement", "min_items", "ignore", "bands"),
+    "careless": ("indices", "at_least", "critval", "min_items"),
     "partial": ("min_share",),
     "gibberish": ("columns", "min_length"),
     "form": ("column", "flags"),
@@ -237,7 +269,7 @@ def read_rules(path: str | Path) -> ScreeningRules:
     >>> from volna.examples import example_path
     >>> rules = read_rules(example_path("okrussians", "screening.yaml"))
     >>> rules.names[:4], rules.duplicates.agreement
-    (('speeder', 'straightliner', 'duplicate', 'partial'), 0.95)
+    (('speeder', 'straightliner', 'duplicate', 'careless'), 0.88)
     """
     return parse_rules(read_text(path, ScreeningError, "rules file"), str(path))
 
@@ -246,7 +278,7 @@ def parse_rules(text: str, filename: str = "<screening>") -> ScreeningRules:
     """Screening rules from YAML text; see :func:`read_rules`.
 
     >>> parse_rules("speeders: {fraction_of_median: 0.3}\\nduplicates: off").names
-    ('speeder', 'straightliner', 'partial', 'form')
+    ('speeder', 'straightliner', 'careless', 'partial', 'form')
     >>> parse_rules("partial: {min_share: lots}", "s.yaml")  # doctest: +ELLIPSIS
     Traceback (most recent call last):
     ...
@@ -316,6 +348,7 @@ class _RulesReader:
         "speeders": SpeederRule,
         "straightlining": StraightliningRule,
         "duplicates": DuplicateRule,
+        "careless": CarelessRule,
         "partial": PartialRule,
         "gibberish": GibberishRule,
         "form": FormFlagsRule,
@@ -377,6 +410,10 @@ class _RulesReader:
                 kw["ignore"] = self.names(m["ignore"], m.lines["ignore"], "duplicates.ignore")
             m = DuplicateRule(**kw)
         out = replace(out, duplicates=m)
+        m = self.rule(data, "careless", CarelessRule())
+        if isinstance(m, _Map):
+            m = self.careless(m)
+        out = replace(out, careless=m)
         m = self.rule(data, "partial", PartialRule())
         if isinstance(m, _Map):
             m = PartialRule(
@@ -409,6 +446,30 @@ class _RulesReader:
         if "exclude" in data:
             out = replace(out, exclude=self.exclude(data, out))
         return out
+
+    def careless(self, m: _Map) -> CarelessRule:
+        from volna.screening.careless import DIRECTION
+
+        kw: dict[str, Any] = {}
+        if "indices" in m:
+            given = m["indices"]
+            if not isinstance(given, _Map):
+                raise self.fail(
+                    m.lines["indices"],
+                    "careless.indices",
+                    f"expected a mapping of index names to cut-offs, found {_kind(given)}",
+                )
+            self.mapping(given, m.lines["indices"], "careless.indices", tuple(DIRECTION))
+            kw["indices"] = {
+                str(k): self.number(given, k, "careless.indices", -1e9, None) for k in given
+            }
+        if "at_least" in m:
+            kw["at_least"] = int(self.number(m, "at_least", "careless", 1, None))
+        if "critval" in m:
+            kw["critval"] = self.number(m, "critval", "careless", 0, 1)
+        if "min_items" in m:
+            kw["min_items"] = int(self.number(m, "min_items", "careless", 2, None))
+        return CarelessRule(**kw)
 
     def entries(self, data: _Map, key: str) -> list[tuple[int, _Map]]:
         value = data.get(key)
