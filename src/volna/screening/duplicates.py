@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+import math
 from collections.abc import Sequence
 
 import numpy as np
@@ -70,6 +72,20 @@ def allowed_differences(agreement: float, items: np.ndarray | int) -> np.ndarray
     [1, 3, 3, 4]
     """
     return np.floor((1 - agreement) * np.asarray(items) + 0.5 + 1e-9).astype(np.int64)
+
+
+def _n_bands(allowed: int, most_keys: int = 64) -> int:
+    """The most bands whose sets of ``bands - allowed`` number at most ``most_keys``.
+
+    >>> [_n_bands(m) for m in (0, 1, 2, 3)]
+    [1, 64, 11, 8]
+    """
+    if allowed == 0:
+        return 1
+    b = allowed + 1
+    while math.comb(b + 1, allowed) <= most_keys:
+        b += 1
+    return b
 
 
 def _bands(codes: np.ndarray, n_bands: int) -> list[np.ndarray]:
@@ -143,9 +159,11 @@ def near_duplicate_pairs(
     count; a pair qualifies when it differs on at most
     :func:`allowed_differences` of them and has ``min_items``. Pigeonhole: two
     rows differing on at most ``m`` of ``d`` items agree exactly on at least one
-    of ``m + 1`` disjoint bands of items, so hashing each band and comparing only
-    rows that share a band's hash finds every such pair (sub-quadratic: only
-    chance collisions within a band are compared, then verified).
+    of ``m + 1`` disjoint bands of items; more generally, with ``b`` bands it
+    agrees on at least ``b - m`` of them, so hashing every set of ``b - m`` bands
+    and comparing only rows sharing such a hash finds every pair exactly. ``b``
+    is the most bands with at most 64 such sets (8 for m = 3), so each hash spans
+    most items and strangers rarely share one: sub-quadratic, candidates verified.
 
     Returns ``first``, ``second`` (first < second), the number of items either
     answered, the number that differ, and the number of candidate pairs compared.
@@ -162,15 +180,25 @@ def near_duplicate_pairs(
     if d == 0 or n < 2:
         return empty, empty, empty, empty, 0
     allowed = int(allowed_differences(agreement, d))
-    n_bands = min(bands or allowed + 1, d)
+    n_bands = min(bands or _n_bands(allowed), d)
+    # A pair differing on at most `allowed` items leaves at least n_bands - allowed
+    # bands untouched: hashing every set of that many bands finds it (with
+    # allowed + 1 bands this is the plain pigeonhole; more bands make each key
+    # span more items, so fewer strangers share one).
+    hashes = [_row_hash(codes, band) for band in _bands(codes, n_bands)]
+    width = max(n_bands - allowed, 1)
     first_parts, second_parts = [], []
-    for band in _bands(codes, n_bands):
-        a, b = _candidate_pairs(_row_hash(codes, band))
+    prime = np.uint64(1099511628211)
+    for subset in itertools.combinations(range(n_bands), width):
+        key = np.full(n, 14695981039346656037, dtype=np.uint64)
+        with np.errstate(over="ignore"):
+            for b in subset:
+                key = (key ^ hashes[b]) * prime
+        a, b = _candidate_pairs(key)
         first_parts.append(a)
         second_parts.append(b)
-    pair_key = np.unique(
-        np.concatenate(first_parts).astype(np.int64) * n + np.concatenate(second_parts)
-    )
+    firsts = np.concatenate(first_parts).astype(np.int64)
+    pair_key = np.unique(firsts * n + np.concatenate(second_parts))
     candidates = len(pair_key)
     keep_a, keep_b, items_parts, differ_parts = [], [], [], []
     step = 1_000_000
