@@ -109,7 +109,8 @@ def test_sections_in_order(built, questionnaire):
     topline = [t.key for t in report.sections[2].tables]
     assert topline == [f"topline:{n}" for n in reported]
     banners = [t.key for t in report.sections[3].tables]
-    assert banners == [f"banner:{n}" for n in reported]
+    # every question by the banners, then the tests of association of each with each
+    assert banners == [f"banner:{n}" for n in reported] + ["banners:tests"]
 
 
 def test_build_time_and_progress(built):
@@ -162,6 +163,14 @@ def test_displayed_numbers_are_the_estimates_rounded(built):
                 assert mark == "suppressed", (t.key, r)
                 continue
             value = r["estimate"]
+            if r["unit"] == "p":  # a test of association: its p-value, unless unreliable
+                if r["mark"] == "unreliable":
+                    assert text == i18n.t("test_unreliable", report.lang) and mark == "unreliable"
+                    continue
+                value = r["p_value"]
+                if value is not None and text.startswith("<"):
+                    assert value < i18n.parse_number(text), (t.key, text, value)
+                    continue
             if value is None or (isinstance(value, float) and math.isnan(value)):
                 assert text == "—"
                 continue
@@ -647,3 +656,37 @@ def test_screening_section_excludes_and_compares():
     # the comparison rows are labelled with the questions' wording and choices
     assert any(label.startswith("What are your plans?") for label in compare.display[""])
     assert (compare.estimates["se"] > 0).all()
+
+
+def test_tests_of_association_unreliable_where_the_design_has_too_few_psus(built):
+    """13 channels, 12 design df: a test of a table with more free cells is unreliable."""
+    from volna.compare import UNRELIABLE_TEST_FLAGS
+
+    report, _, _ = built
+    t = table(report, "banners:tests")
+    est = t.estimates
+    assert set(est["unit"]) == {"p"} and set(est["test"]) == {"F"}
+    word = i18n.t("test_unreliable", report.lang)
+    for r in est.iter_rows(named=True):
+        text = t.display.get_column(r["display_column"])[r["display_row"]]
+        flagged = bool(set(r["flags"]) & UNRELIABLE_TEST_FLAGS)
+        assert (text == word) == flagged == (r["mark"] == "unreliable"), r
+        assert r["deff"] is None or math.isnan(r["deff"]) or r["deff"] >= 0
+    # plans (4 answers) by sector (8 groups): 21 free cells > 12 design df
+    plans = est.filter(pl.col("variable") == "plans:sector").row(0, named=True)
+    assert plans["flags"] == ["too_few_psus"] and plans["mark"] == "unreliable"
+    # tickets_rules (2 answers) by age (5 groups): 4 free cells, a p-value, the crosstab's
+    tickets = est.filter(pl.col("variable") == "tickets_rules:age_group").row(0, named=True)
+    assert tickets["flags"] == [] and tickets["mark"] == ""
+    shown = t.display.get_column(tickets["display_column"])[tickets["display_row"]]
+    assert shown == i18n.p_value(tickets["p_value"], report.lang)
+    assert any(n.startswith("†") for n in t.notes)
+
+
+def test_a_wald_test_with_a_singular_covariance_shows_as_unreliable_too():
+    from volna.report.build import association_cell
+
+    wald = {"test": "Wald", "p_value": math.nan, "flags": ["singular_covariance"]}
+    assert association_cell(wald, "en") == ("unreliable", "unreliable")
+    assert association_cell(wald, "ru") == ("ненадёжно", "unreliable")
+    assert association_cell({"p_value": 0.0004, "flags": []}, "ru") == ("<0,001", "")

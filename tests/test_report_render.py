@@ -556,3 +556,32 @@ def test_bundled_report_renders_alike(tmp_path, lang):
             if isinstance(a, dt.date | dt.datetime) and isinstance(b, dt.datetime):
                 b = b if isinstance(a, dt.datetime) else b.date()
             assert _same(a, b), (column, a, b)
+
+
+@pytest.mark.parametrize("lang", ["ru", "en"])
+def test_an_unreliable_test_of_association_shows_no_p_value_in_any_format(tmp_path, lang):
+    """The bundled study has 13 channels (12 design df): most of its tables of association
+    have more free cells than that, and HTML, Markdown and XLSX say "unreliable" with the
+    note why, where a p-value would be rounding of a covariance the design cannot carry."""
+    from volna.report.i18n import t
+
+    report = bundled_report(lang)
+    table = next(x for x in report.tables() if x.key == "banners:tests")
+    word, note = t("test_unreliable", lang), t("test_unreliable_note", lang, df="12")
+    unreliable = table.estimates.filter(pl.col("mark") == "unreliable")
+    assert unreliable.height > 0 and note in table.notes
+    # every unreliable cell is a flagged test, shown as the word with the footnote mark
+    assert all(set(f) & {"too_few_psus", "singular_design_effects"} for f in unreliable["flags"])
+    cell = shown_text(word, "unreliable")
+    assert cell == word + "†"
+    html = render_html(report)
+    assert f'<td class="unreliable">{word}<sup class="symbol">†</sup></td>' in html
+    assert note in html
+    md = render_markdown(report)
+    assert f"| {cell} |" in md and note in md
+    book = openpyxl.load_workbook(write_xlsx(report, tmp_path / "r.xlsx"))
+    texts = {str(c.value) for ws in book.worksheets for row in ws.iter_rows() for c in row}
+    assert cell in texts and any(note in x for x in texts)
+    # and no p-value of a flagged test is displayed anywhere
+    for r in unreliable.iter_rows(named=True):
+        assert table.display.get_column(r["display_column"])[r["display_row"]] == word

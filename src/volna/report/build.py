@@ -18,7 +18,9 @@ banner tables (:mod:`volna.report.banner`) and lays everything out as the sectio
   whiskers) and a world map; scales get diverging bars;
 * **banner tables**: every question by the banner variables -- a "Total" column, then a
   span of columns per banner variable, column percentages with significance letters and
-  the base of each column;
+  the base of each column; then one table of the Rao-Scott test of association of every
+  single-choice question with every banner variable (p, or "unreliable" where the design
+  has too few PSUs for the table: :func:`association_cell`);
 * **before and after**: the questionnaire's paired items, the change with its interval
   and p-value, and a dot plot;
 * **benchmarks**: survey estimates against external figures, with the test;
@@ -28,9 +30,9 @@ Every :class:`~volna.report.model.ReportTable` carries the tidy rows it shows
 (``estimates``: the result table of ``DESIGN.md`` plus ``base``, ``n_effective``,
 ``ci_width``, ``mark``, ``shown``, the rule ``flags``, ``letters`` for banner cells,
 and where each row is displayed: ``display_row``, ``display_column`` and ``unit`` --
-``percent`` (the estimate times 100), ``points`` (a difference times 100), ``value``
-or ``count``), its ``display`` (all strings, in the report language's number style:
-``45,2`` in Russian) and ``marks`` of the same shape.
+``percent`` (the estimate times 100), ``points`` (a difference times 100), ``value``,
+``count`` or ``p`` (the ``p_value`` of a test)), its ``display`` (all strings, in the
+report language's number style: ``45,2`` in Russian) and ``marks`` of the same shape.
 
 Estimation is vectorised: one proportion call per banner variable covers every
 single-choice question at once (its covariance gives the letters), one mean call the
@@ -48,7 +50,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from volna.compare import against_benchmark, paired_difference
+from volna.compare import UNRELIABLE_TEST_FLAGS, against_benchmark, crosstab, paired_difference
 from volna.design import DesignError, SurveyDesign, to_polars
 from volna.disclosure import apply_table_rules, flag_text, flags_fired, rules_text
 from volna.errors import VolnaError
@@ -193,6 +195,23 @@ def _mark(row: Mapping[str, Any]) -> str:
     if not mark and row.get("letters"):
         return "significant"
     return mark
+
+
+def association_cell(row: Mapping[str, Any], lang: str) -> tuple[str, str]:
+    """The text and mark of a test of association: its p-value, or "unreliable".
+
+    A test flagged with any of :data:`volna.compare.UNRELIABLE_TEST_FLAGS` -- the
+    Rao-Scott tests' ``too_few_psus`` or ``singular_design_effects``, the Wald tests'
+    ``singular_covariance`` -- shows no p-value, whatever number it holds.
+
+    >>> association_cell({"p_value": 0.0123, "flags": []}, "en")
+    ('0.012', '')
+    >>> association_cell({"p_value": 0.7, "flags": ["too_few_psus"]}, "ru")
+    ('ненадёжно', 'unreliable')
+    """
+    if set(row.get("flags") or ()) & UNRELIABLE_TEST_FLAGS:
+        return t("test_unreliable", lang), "unreliable"
+    return i18n.p_value(row.get("p_value"), lang), ""
 
 
 class _Grid:
@@ -1121,6 +1140,9 @@ class _Builder:
         tables = []
         for item in self.questions:
             tables.append(self._banner_table(item, top, by_banner))
+        tests = self._association_table()
+        if tests is not None:
+            tables.append(tests)
         names = ", ".join(b.title for b in self.banners)
         return Section(
             key="banners",
@@ -1256,6 +1278,51 @@ class _Builder:
             marks=marks,
             notes=self._notes(estimates, notes),
             header_groups=tuple(groups),
+        )
+
+    def _association_table(self) -> ReportTable | None:
+        """Rao-Scott F tests of every single-choice question against every banner variable.
+
+        A test the design cannot carry (flags in :data:`volna.compare.UNRELIABLE_TEST_FLAGS`:
+        too few PSUs for the table, design effects or covariance singular) shows as
+        unreliable, with a note saying why, instead of a p-value.
+        """
+        lang = self.lang
+        items = [i for i in self.questions if i.kind == "categorical"]
+        if not items or not self.banners:
+            return None
+        columns = ["", *(b.title for b in self.banners)]
+        grid = _Grid(columns)
+        parts: list[pl.DataFrame] = []
+        for item in items:
+            r = grid.add_row(item.q.label(lang))
+            for b in self.banners:
+                if b.spec.source == item.name:
+                    continue
+                test = crosstab(self.design, item.name, b.column, conf_level=self.rules.conf_level)
+                frame = test.test("F").to_polars().with_columns(pl.lit(b.name).alias("banner"))
+                frame = _ids(frame, len(parts))
+                text, mark = association_cell(frame.row(0, named=True), lang)
+                frame = frame.with_columns(pl.lit(mark).alias("mark"))
+                grid.set(r, b.title, text, mark)
+                grid.place(frame.item(0, "_id"), r, b.title, "p")
+                parts.append(frame)
+        if not parts:
+            return None
+        estimates = grid.located(_concat(parts))
+        display, marks = grid.display()
+        df = i18n.number(self.design.degf, lang, 0 if float(self.design.degf).is_integer() else 1)
+        notes = [t("association_note", lang, df=df)]
+        if (marks.unpivot().get_column("value") == "unreliable").any():
+            notes.append(t("test_unreliable_note", lang, df=df))
+        return ReportTable(
+            key="banners:tests",
+            kind="banner",
+            title=t("association_table", lang),
+            estimates=estimates,
+            display=display,
+            marks=marks,
+            notes=tuple(notes),
         )
 
     # ---- paired items ------------------------------------------------------------------

@@ -338,6 +338,37 @@ STRINGS: dict[str, dict[str, str]] = {
         "ru": "Каждый вопрос в разрезе: {banners}. Проценты по столбцам; последняя строка — база.",
         "en": "Each question by {banners}. Column percentages; the last row is the base.",
     },
+    "association_table": {
+        "ru": "Связь вопросов с группами: p-значения теста Рао–Скотта",
+        "en": "Association of each question with the groups: Rao–Scott p-values",
+    },
+    "association_note": {
+        "ru": (
+            "p — тест независимости вопроса и группы с поправкой Рао–Скотта второго порядка "
+            "(F), учитывающей дизайн выборки ({df} степеней свободы дизайна); без поправки на "
+            "множественные сравнения."
+        ),
+        "en": (
+            "p: test of independence of the question and the group, Pearson's X² with the "
+            "Rao–Scott second-order correction for the design (F, {df} design degrees of "
+            "freedom); not corrected for multiple comparisons."
+        ),
+    },
+    "test_unreliable": {"ru": "ненадёжно", "en": "unreliable"},
+    "test_unreliable_note": {
+        "ru": (
+            "† Ненадёжно: p не показано. Для такой большой таблицы в выборке слишком мало "
+            "кластеров (первичных единиц отбора): степеней свободы дизайна ({df}) не больше, "
+            "чем свободных ячеек таблицы ((строки − 1) × (столбцы − 1)), либо пустые ячейки "
+            "не позволяют оценить эффекты дизайна. Такой тест нельзя считать надёжным."
+        ),
+        "en": (
+            "† Unreliable: no p-value is shown. The sample has too few clusters (primary "
+            "sampling units) for the size of the table: the design degrees of freedom ({df}) "
+            "are no more than its free cells ((rows − 1) × (columns − 1)), or empty cells "
+            "leave design effects that cannot be estimated. Such a test cannot be trusted."
+        ),
+    },
     "paired_intro": {
         "ru": "Одни и те же респонденты отвечали о двух периодах.",
         "en": "The same respondents answered about two periods.",
