@@ -55,7 +55,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import polars as pl
 
-from volna.errors import VolnaError
+from volna.errors import Remedy, VolnaError
 from volna.variance import (
     LONELY_PSU_RULES,
     BlockTotals,
@@ -469,7 +469,8 @@ class SurveyDesign:
                 if not np.all(np.isfinite(w)):
                     raise DesignError(
                         "no weights column, and the fpc does not give every stage a "
-                        "population size to derive them from; pass weights="
+                        "population size to derive them from",
+                        remedy=Remedy("weights", "<the weights column>"),
                     )
             else:
                 w = np.ones(n)
@@ -484,8 +485,12 @@ class SurveyDesign:
                     more = f" (and {len(lonely) - 1} more)" if len(lonely) > 1 else ""
                     raise DesignError(
                         f"stratum {name}{where_} has only one PSU{more}, so its variance "
-                        "cannot be estimated; choose lonely_psu= 'remove', 'certainty', "
-                        "'adjust' or 'average'"
+                        "cannot be estimated",
+                        remedy=Remedy(
+                            "lonely_psu",
+                            choices=("remove", "certainty", "adjust", "average"),
+                            lead="choose a rule:",
+                        ),
                     )
         spec = {
             "ids": id_cols,
@@ -1350,8 +1355,8 @@ def _build_stages(
                 if len(split):
                     raise DesignError(
                         f"column {id_cols[0]}: PSU {label(clevels[split[0]])} appears in "
-                        f"more than one stratum of {scol}; PSU ids must be nested in strata "
-                        "(pass nest=True if ids are only unique within a stratum)"
+                        f"more than one stratum of {scol}; PSU ids must be nested in strata",
+                        remedy=Remedy("nest", True, then="if ids are only unique within a stratum"),
                     )
             stratum = scodes
             stratum_labels = [label(v) if scol else "(all)" for v in slevels]

@@ -29,7 +29,7 @@ import numpy as np
 import polars as pl
 
 from volna.design import label
-from volna.errors import QuestionnaireError, VolnaError
+from volna.errors import QuestionnaireError, Remedy, VolnaError
 from volna.questionnaire.yaml_format import (
     _kind,
     _Map,
@@ -289,9 +289,13 @@ class Margin:
                     more = f" and {len(rows) - 5} more" if len(rows) > 5 else ""
                     raise MarginError(
                         f"margin {self.title}: rows {', '.join(str(r + 1) for r in rows[:5])}"
-                        f"{more} have no value for {'/'.join(self.variables)}; fill them, "
-                        "or pass missing='exclude' to leave those respondents out of "
-                        "this margin"
+                        f"{more} have no value for {'/'.join(self.variables)}",
+                        remedy=Remedy(
+                            "missing",
+                            "exclude",
+                            lead="fill them, or",
+                            then="to leave those respondents out of this margin",
+                        ),
                     )
             outside = outside | missing_rows
         if unknown:
@@ -301,9 +305,13 @@ class Margin:
             level0 = unknown[0][0].split("/")[0]
             raise MarginError(
                 f"margin {self.title}: data level {listed}{more} of "
-                f"{'/'.join(self.variables)} has no target; add it to the margin, give the "
-                "margin an 'other' level, or merge it with collapse="
-                f"{{'{self.variables[0]}': {{'{level0}': '<a target level>'}}}}"
+                f"{'/'.join(self.variables)} has no target",
+                remedy=Remedy(
+                    "collapse",
+                    {self.variables[0]: {level0: "<a target level>"}},
+                    lead="add it to the margin, give the margin an 'other' level, or merge "
+                    "the levels:",
+                ),
             )
         codes = combo_cell[combo_of_row]
         if outside.any():
@@ -316,9 +324,12 @@ class Margin:
             listed = ", ".join("/".join(c) for c in empty[:5])
             raise MarginError(
                 f"margin {self.title}: target level {listed} of {'/'.join(self.variables)} "
-                "has no respondent, so no weight can reach it; merge it into another "
-                f"level with collapse={{'{self.variables[0]}': {{'{empty[0][0]}': "
-                "'<another level>'}}"
+                "has no respondent, so no weight can reach it",
+                remedy=Remedy(
+                    "collapse",
+                    {self.variables[0]: {empty[0][0]: "<another level>"}},
+                    lead="merge it into another level:",
+                ),
             )
         return MarginCells(self, codes, labels, values, outside)
 

@@ -135,6 +135,7 @@ def validate(
     questionnaire: Questionnaire | str | Path,
     *,
     today: dt.date | None = None,
+    format: str | None = None,
     unknown_columns: str = "error",
     missing_columns: str = "error",
 ) -> ValidationReport:
@@ -144,6 +145,8 @@ def validate(
     already in volna's canonical layout (polars or pandas). Problems that
     stop a file being read at all (encoding, broken columns) raise
     :class:`~volna.errors.ReadError`; everything cell-level is reported.
+    ``format``, ``unknown_columns`` and ``missing_columns`` read a file as
+    :func:`volna.io.read` does.
 
     >>> import polars as pl
     >>> from volna import Questionnaire
@@ -167,7 +170,7 @@ def validate(
     if isinstance(data, str | Path):
         from volna.io import read_raw, to_canonical
 
-        raw = read_raw(data)
+        raw = read_raw(data, format=format)
         source = raw.source
         frame = to_canonical(
             raw,

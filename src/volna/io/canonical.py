@@ -24,7 +24,7 @@ from typing import Any, Literal
 
 import polars as pl
 
-from volna.errors import ReadError
+from volna.errors import ReadError, Remedy
 from volna.io import cells
 from volna.io.cells import Failure, canonical_dtype, kind_of
 from volna.io.codes import ChoiceLookup, SelectMultiple, as_text, country_code, yes_no
@@ -268,7 +268,8 @@ def _settle_columns(
             more += ", ..." if len(match.unknown) > 6 else ""
         raise ReadError(
             f"{source}: column {match.unknown[0]!r} is not in the questionnaire "
-            f"(known: {shown}){more}; remove it or pass unknown_columns='drop'"
+            f"(known: {shown}){more}",
+            remedy=Remedy("unknown_columns", "drop", lead="remove it or"),
         )
     if match.unknown and unknown_columns == "drop":
         log.info(
@@ -280,7 +281,8 @@ def _settle_columns(
             more = f" and {len(match.missing) - 10} more" if len(match.missing) > 10 else ""
             raise ReadError(
                 f"{source}: the file has no column for {shown}{more}, which the questionnaire "
-                "defines; add it or pass missing_columns='null'"
+                "defines",
+                remedy=Remedy("missing_columns", "null", lead="add it or"),
             )
         log.info(
             "%s: columns absent from the file, added empty: %s", source, ", ".join(match.missing)

@@ -29,7 +29,7 @@ from typing import Any
 
 import polars as pl
 
-from volna.errors import ReadError
+from volna.errors import ReadError, Remedy
 
 log = logging.getLogger("volna.io")
 
@@ -109,8 +109,8 @@ def detect_format(path: str | Path, format: str | None = None) -> str:
         raise ReadError(f"{path}: {_REFUSED[suffix]}")
     raise ReadError(
         f"{path}: cannot tell the format from the extension {suffix or '(none)'!r}; "
-        f"use one of {', '.join(s for v in FORMATS.values() for s in v)} or pass format= "
-        f"({_names()})"
+        f"name it {', '.join(s for v in FORMATS.values() for s in v)}",
+        remedy=Remedy("format", choices=tuple(FORMATS), lead="or"),
     )
 
 
