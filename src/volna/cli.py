@@ -17,6 +17,17 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from volna.cli_options import (
+    ColumnPolicy,
+    DataFormatOption,
+    MissingColumns,
+    MissingColumnsOption,
+    UnknownColumnsOption,
+    check_unique,
+    choose_language,
+    read_data,
+    spell_remedy,
+)
 from volna.errors import VolnaError
 
 app = typer.Typer(
@@ -35,15 +46,27 @@ out = Console(soft_wrap=True)
 err = Console(stderr=True)
 
 
+def _version(asked: bool) -> None:
+    if asked:
+        from importlib.metadata import version
+
+        out.print(f"volna {version('volna')}", markup=False, highlight=False)
+        raise typer.Exit()
+
+
+@app.callback()
+def _volna(
+    version: Annotated[
+        bool,
+        typer.Option("--version", callback=_version, is_eager=True, help="Print the version."),
+    ] = False,
+) -> None:
+    """Survey research on emigration waves: questionnaire, validation, estimates, reports."""
+
+
 class OutputFormat(StrEnum):
     text = "text"
     json = "json"
-
-
-class ColumnPolicy(StrEnum):
-    error = "error"
-    drop = "drop"
-    keep = "keep"
 
 
 QuestionnaireArg = Annotated[
@@ -66,14 +89,20 @@ def validate(
         OutputFormat, typer.Option("--format", help="text for people, json for machines.")
     ] = OutputFormat.text,
     show: Annotated[int, typer.Option(help="How many problems to list (text format).")] = 50,
-    unknown_columns: Annotated[
-        ColumnPolicy, typer.Option(help="What to do with columns the questionnaire lacks.")
-    ] = ColumnPolicy.error,
+    data_format: DataFormatOption = None,
+    unknown_columns: UnknownColumnsOption = ColumnPolicy.error,
+    missing_columns: MissingColumnsOption = MissingColumns.error,
 ) -> None:
     """List every problem in DATA: row, column, value and rule. Exit 1 if there is any."""
     from volna.validation import validate as run
 
-    report = run(data, _load(questionnaire), unknown_columns=unknown_columns.value)
+    report = run(
+        data,
+        _load(questionnaire),
+        format=data_format.value if data_format is not None else None,
+        unknown_columns=unknown_columns.value,
+        missing_columns=missing_columns.value,
+    )
     if format is OutputFormat.json:
         typer.echo(report.to_json())
     else:
@@ -95,14 +124,20 @@ def validate(
 def summary(
     questionnaire: QuestionnaireArg,
     data: DataArg,
-    language: Annotated[str | None, typer.Option("--lang", help="ru or en.")] = None,
+    language: Annotated[
+        str | None,
+        typer.Option("--lang", help="A language of the questionnaire (default: its first)."),
+    ] = None,
+    data_format: DataFormatOption = None,
+    unknown_columns: UnknownColumnsOption = ColumnPolicy.error,
+    missing_columns: MissingColumnsOption = MissingColumns.error,
 ) -> None:
     """Print unweighted counts and shares of every question (a first look, not estimates)."""
-    from volna.io import read
     from volna.summary import describe
 
     q = _load(questionnaire)
-    frame = read(data, q)
+    language = choose_language(language, q, questionnaire)
+    frame = read_data(data, q, data_format, unknown_columns, missing_columns)
     describe(frame, q, out, language=language, source=str(data))
 
 
@@ -154,13 +189,19 @@ def convert(
     questionnaire: QuestionnaireArg,
     data: DataArg,
     output: Annotated[Path, typer.Option("-o", "--output", help="csv, xlsx, parquet, sav or dta.")],
-    language: Annotated[str | None, typer.Option("--lang", help="Label language.")] = None,
+    language: Annotated[
+        str | None, typer.Option("--lang", help="Label language (.sav, .dta and .xlsx labels).")
+    ] = None,
+    data_format: DataFormatOption = None,
+    unknown_columns: UnknownColumnsOption = ColumnPolicy.error,
+    missing_columns: MissingColumnsOption = MissingColumns.error,
 ) -> None:
     """Read DATA into volna's canonical table and write it in another format."""
-    from volna.io import read, write
+    from volna.io import write
 
     q = _load(questionnaire)
-    frame = read(data, q)
+    language = choose_language(language, q, questionnaire)
+    frame = read_data(data, q, data_format, unknown_columns, missing_columns)
     write(frame, output, q, language=language)
     out.print(f"{data} -> {output}: {frame.height} rows, {frame.width} columns")
 
@@ -248,6 +289,9 @@ def weight(
             "respondents the policy keeps.",
         ),
     ] = None,
+    data_format: DataFormatOption = None,
+    unknown_columns: UnknownColumnsOption = ColumnPolicy.keep,
+    missing_columns: MissingColumnsOption = MissingColumns.error,
 ) -> None:
     """Weight DATA to known population margins and say what the weighting changed."""
     import polars as pl
@@ -259,7 +303,9 @@ def weight(
 
     chosen = select_margins(read_margins(margins), use)
     merges = parse_collapse(collapse or [])
-    frame, q = _read_for_weighting(data, questionnaire, weights, chosen)
+    frame, q = _read_for_weighting(
+        data, questionnaire, weights, chosen, (data_format, unknown_columns, missing_columns)
+    )
     if screening is not None:
         from volna.screening import read_rules
         from volna.screening import screen as run_screen
@@ -289,7 +335,7 @@ def weight(
         if trim_upper is not None:
             weighted = weighted.trim(upper=trim_upper)
     except (MarginError, WeightingError) as exc:
-        raise type(exc)(f"{data}: {_as_options(str(exc))}") from None
+        raise exc.within(str(data)) from None
 
     names = ", ".join(m.title for m in chosen)
     out.print(f"{data}: {frame.height} respondents weighted to {names}", markup=False)
@@ -317,17 +363,9 @@ def weight(
         out.print(f"wrote {out_file} (weights in column {weight_column})", markup=False)
 
 
-def _as_options(message: str) -> str:
-    """Say ``--collapse var:level=into`` where the library says ``collapse={...}``."""
-    import re
-
-    message = message.replace("missing='exclude'", "--missing exclude")
-    return re.sub(
-        r"collapse=\{'([^']*)': \{'([^']*)': '([^']*)'\}\}", r"--collapse \1:\2=\3", message
-    )
-
-
-def _read_for_weighting(data: Path, questionnaire: Path | None, weights: str | None, margins):
+def _read_for_weighting(
+    data: Path, questionnaire: Path | None, weights: str | None, margins, options
+):
     """The responses and the questionnaire to write them with.
 
     Without a questionnaire every column is text, except the sampling weights and the
@@ -335,15 +373,17 @@ def _read_for_weighting(data: Path, questionnaire: Path | None, weights: str | N
     """
     import polars as pl
 
-    from volna.io import read, read_raw
+    from volna.io import read_raw
     from volna.questionnaire.model import Questionnaire
 
+    data_format = options[0]
     if questionnaire is not None:
         q = _load(questionnaire)
-        frame = read(data, q, unknown_columns="keep")
+        frame = read_data(data, q, *options)
     else:
         q = Questionnaire.loads("id: responses\nquestions: []", "<no questionnaire>")
-        frame = read_raw(data).frame
+        frame = read_raw(data, format=data_format.value if data_format else None).frame
+    frame = _some_rows(frame, data)
     numeric = [weights] if weights else []
     numeric += [b.source for m in margins for b in m.derived.values()]
     for col in dict.fromkeys(numeric):
@@ -356,14 +396,16 @@ def _numbers(text, data: Path):
     """A text column as numbers; a cell that is not a number is an error naming it."""
     import polars as pl
 
-    from volna.errors import ReadError
+    from volna.errors import ReadError, excerpt
 
     cleaned = text.str.strip_chars()
     values = cleaned.cast(pl.Float64, strict=False)
     bad = (values.is_null() & cleaned.is_not_null() & (cleaned != "")).arg_true()
     if len(bad):
         row = int(bad[0])
-        raise ReadError(f"{data}: row {row + 1}, column {text.name}: {text[row]!r} is not a number")
+        raise ReadError(
+            f"{data}: row {row + 1}, column {text.name}: {excerpt(text[row])} is not a number"
+        )
     return values
 
 
@@ -389,15 +431,17 @@ def screen(
             "comma-separated: shares (or means), the difference and its SE.",
         ),
     ] = None,
+    data_format: DataFormatOption = None,
+    unknown_columns: UnknownColumnsOption = ColumnPolicy.error,
+    missing_columns: MissingColumnsOption = MissingColumns.error,
 ) -> None:
     """Flag speeders, straightliners, duplicates, partial completes; say how many are excluded."""
-    from volna.io import read
     from volna.screening import read_rules
     from volna.screening import screen as run
 
     q = _load(questionnaire)
     settings = read_rules(rules) if rules is not None else None
-    frame = read(data, q)
+    frame = _some_rows(read_data(data, q, data_format, unknown_columns, missing_columns), data)
     result = run(frame, q, settings)
     table = Table("rule", "flagged", "excluded", "only this rule", title=f"{data}: screening")
     for row in result.summary.iter_rows(named=True):
@@ -450,6 +494,13 @@ def screen(
         out.print(f"wrote {output}", markup=False, highlight=False)
 
 
+def _some_rows(frame, data: Path):
+    """``frame``, if it has respondents: a header without rows has nothing to screen or weigh."""
+    if frame.height == 0:
+        raise VolnaError(f"{data}: no respondents (the file has a header and no rows)")
+    return frame
+
+
 class Study(StrEnum):
     okrussians = "okrussians"
 
@@ -500,11 +551,13 @@ def report_command(
     formats: Annotated[
         str, typer.Option("--format", help="Comma-separated: html, xlsx, md.")
     ] = "html,xlsx,md",
+    data_format: DataFormatOption = None,
+    unknown_columns: UnknownColumnsOption = ColumnPolicy.keep,
+    missing_columns: MissingColumnsOption = MissingColumns.error,
 ) -> None:
     """Build the report of DATA (tables, charts, rules applied) and write HTML, XLSX, Markdown."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from volna.io import read
     from volna.report.write import check_formats, write_report
 
     wanted = check_formats(f for f in formats.split(",") if f.strip())
@@ -515,7 +568,7 @@ def report_command(
     from volna.report.config import ReportConfig, load_config
 
     settings = load_config(config) if config is not None else ReportConfig.default()
-    frame = read(data, q, unknown_columns="keep")
+    frame = _some_rows(read_data(data, q, data_format, unknown_columns, missing_columns), data)
 
     written = []
     reports = []
@@ -556,14 +609,14 @@ def _report_languages(language: str | None, q, questionnaire: Path) -> list[str]
         return [q.default_language or (known[0] if known else "en")]
     if language.strip().lower() == "all":
         return known or ["en"]
-    chosen = [part.strip() for part in language.split(",") if part.strip()]
-    unknown = [lang for lang in chosen if lang not in known]
-    if unknown or not chosen:
+    by_case = {lang.casefold(): lang for lang in known}
+    chosen = [by_case.get(part.strip().casefold()) for part in language.split(",") if part.strip()]
+    if None in chosen or not chosen:
         raise VolnaError(
             f"{questionnaire}: --lang {language}: the questionnaire has labels in "
             f"{', '.join(known) or 'no language'} (or say all)"
         )
-    return chosen
+    return check_unique("--lang", chosen)
 
 
 # Commands that live beside their room: each module adds its own and imports its heavy
@@ -581,7 +634,8 @@ def main() -> None:
     try:
         app()
     except VolnaError as exc:
-        err.print(f"volna: error: {exc}", markup=False, highlight=False, soft_wrap=True)
+        message = exc.render(spell_remedy)
+        err.print(f"volna: error: {message}", markup=False, highlight=False, soft_wrap=True)
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:
         err.print("volna: interrupted")

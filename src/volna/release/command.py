@@ -7,6 +7,15 @@ from typing import Annotated
 
 import typer
 
+from volna.cli_options import (
+    ColumnPolicy,
+    DataFormatOption,
+    MissingColumns,
+    MissingColumnsOption,
+    UnknownColumnsOption,
+    read_data,
+)
+
 
 def register(app: typer.Typer) -> None:
     """Add ``volna release`` to the ``volna`` command."""
@@ -64,16 +73,22 @@ def release_command(
         int | None, typer.Option("--seed", help="Seed of the row shuffle (keep it secret).")
     ] = None,
     format: Annotated[
-        str | None, typer.Option("--format", help="Data format: csv, xlsx, parquet, sav, dta.")
+        str | None,
+        typer.Option(
+            "--format",
+            help="Format of the released data: csv, xlsx, parquet, sav, dta (default: DATA's).",
+        ),
     ] = None,
     no_suppress: Annotated[
         bool, typer.Option("--no-suppress", help="Recode only; refuse if k is not reached.")
     ] = False,
+    data_format: DataFormatOption = None,
+    unknown_columns: UnknownColumnsOption = ColumnPolicy.keep,
+    missing_columns: MissingColumnsOption = MissingColumns.error,
 ) -> None:
     """Write a protected copy of DATA: k-anonymous, paradata removed, free text redacted."""
     from rich.console import Console
 
-    from volna.io import read
     from volna.io.raw import detect_format
     from volna.questionnaire.model import Questionnaire
     from volna.release.protect import release
@@ -81,8 +96,8 @@ def release_command(
 
     out = Console(soft_wrap=True)
     q = Questionnaire.load(questionnaire)
-    fmt = detect_format(data)
-    frame = read(data, q, unknown_columns="keep")
+    fmt = detect_format(data, data_format.value if data_format is not None else None)
+    frame = read_data(data, q, data_format, unknown_columns, missing_columns)
     result = release(
         frame,
         q,
