@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import difflib
 import secrets
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -155,9 +156,21 @@ def release(
     importance = _split(importance) or None
     columns = data.columns
     column_map = questionnaire.column_map
+    for option, names in (
+        ("--quasi", quasi),
+        ("--sensitive", sensitive),
+        ("--keep", keep),
+        ("--drop", drop),
+        ("--importance", importance or []),
+    ):
+        twice = [n for n, count in Counter(names).items() if count > 1]
+        if twice:
+            raise ReleaseError(f"{option} {','.join(names)}: {twice[0]} is named twice")
     _check_options(data, questionnaire, quasi, sensitive, keep, drop, weights, importance, k, l)
     if not quasi:
         raise ReleaseError(f"{source}: --quasi: name at least one key variable")
+    if data.height == 0:
+        raise ReleaseError(f"{source}: no respondents (the table has no rows): nothing to release")
     # a category under 1% of the sample (and under k) is merged: it is the rare value that
     # singles people out, and merging it costs less than blanking every cell it fills
     rare = max(k, round(data.height / 100)) if rare is None else rare
