@@ -33,7 +33,7 @@ from typing import Any
 
 import yaml
 
-from volna.errors import QuestionnaireError
+from volna.errors import QuestionnaireError, excerpt
 from volna.questionnaire.model import (
     Check,
     Choice,
@@ -126,7 +126,7 @@ def _construct_mapping(loader: _LineLoader, node: yaml.MappingNode) -> _Map:
         key = str(key)
         if key in out:
             raise QuestionnaireError(
-                f"{loader.name}:{key_node.start_mark.line + 1}: key {key!r} appears twice "
+                f"{loader.name}:{key_node.start_mark.line + 1}: key {excerpt(key)} appears twice "
                 f"(first on line {out.lines[key]})"
             )
         out[key] = loader.construct_object(value_node, deep=True)
@@ -151,7 +151,7 @@ def _parse_yaml(text: str, filename: str) -> Any:
     loader = _LineLoader(text)
     loader.name = filename
     try:
-        return loader.get_single_data()
+        data = loader.get_single_data()
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = f":{mark.line + 1}" if mark else ""
@@ -160,6 +160,20 @@ def _parse_yaml(text: str, filename: str) -> Any:
         raise QuestionnaireError(f"{filename}: not valid YAML: {exc}") from None
     finally:
         loader.dispose()
+    if data is not None and not isinstance(data, dict | list):
+        # Every volna YAML file is a mapping of settings. A whole file that reads as
+        # one plain value is some other file (responses as CSV, say): say so without
+        # quoting it, since it may hold respondents' answers.
+        raise QuestionnaireError(
+            f"{filename}: not a YAML file of settings: it reads as one plain value "
+            f"({_size(text)}), not 'name: value' lines; is it the right file?"
+        )
+    return data
+
+
+def _size(text: str) -> str:
+    lines = text.count("\n") + (not text.endswith("\n"))
+    return f"{lines} line{'s' if lines != 1 else ''}, {len(text)} characters"
 
 
 # -- turning YAML into the model ------------------------------------------------
@@ -202,7 +216,7 @@ class _Reader:
     def flag(self, m: _Map, k: str, key: str) -> bool:
         v = m.get(k, False)
         if not isinstance(v, bool):
-            raise self.fail(m.lines[k], f"{key}.{k}", f"expected true or false, found {v!r}")
+            raise self.fail(m.lines[k], f"{key}.{k}", f"expected true or false, found {excerpt(v)}")
         return v
 
     def labels(self, m: _Map, k: str, key: str) -> dict[str, str]:
@@ -236,7 +250,7 @@ class _Reader:
         number = m.get("value")
         if number is not None and (isinstance(number, bool) or not isinstance(number, int | float)):
             raise self.fail(
-                m.lines["value"], f"{key}.value", f"expected a number, found {number!r}"
+                m.lines["value"], f"{key}.value", f"expected a number, found {excerpt(number)}"
             )
         return Choice(
             code=code,
@@ -260,7 +274,9 @@ class _Reader:
         if v is None:
             return None
         if isinstance(v, bool):
-            raise self.fail(m.lines[k], f"{key}.{k}", f"expected a number or a date, found {v!r}")
+            raise self.fail(
+                m.lines[k], f"{key}.{k}", f"expected a number or a date, found {excerpt(v)}"
+            )
         if isinstance(v, int | float):
             return v
         if isinstance(v, dt.date):
@@ -270,7 +286,9 @@ class _Reader:
                 return dt.date.fromisoformat(v).isoformat()
             except ValueError:
                 pass
-        raise self.fail(m.lines[k], f"{key}.{k}", f"expected a number or a date, found {v!r}")
+        raise self.fail(
+            m.lines[k], f"{key}.{k}", f"expected a number or a date, found {excerpt(v)}"
+        )
 
     def question(
         self, value: Any, line: int, key: str, lists: Mapping, section: tuple[str, ...]
@@ -287,7 +305,7 @@ class _Reader:
                     raise self.fail(
                         m.lines["choices"],
                         f"{key}.choices",
-                        f"no choice list named {spec!r} in choice_lists",
+                        f"no choice list named {excerpt(spec)} in choice_lists",
                     )
                 list_name, choices = spec, lists[spec]
             else:
@@ -393,7 +411,9 @@ class _Reader:
         version = m.get("volna", FORMAT_VERSION)
         if version != FORMAT_VERSION:
             raise self.fail(
-                m.lines.get("volna", 1), "volna", f"unknown format version {version!r} (expected 1)"
+                m.lines.get("volna", 1),
+                "volna",
+                f"unknown format version {excerpt(version)} (expected 1)",
             )
         langs = m.get("languages", ["ru", "en"])
         if not isinstance(langs, list) or not all(isinstance(x, str) for x in langs) or not langs:
@@ -406,7 +426,7 @@ class _Reader:
             raise self.fail(
                 m.lines["default_language"],
                 "default_language",
-                f"{self.default_language!r} is not in languages ({', '.join(langs)})",
+                f"{excerpt(self.default_language)} is not in languages ({', '.join(langs)})",
             )
         lists: dict[str, tuple[Choice, ...]] = {}
         raw_lists = m.get("choice_lists") or _Map()
@@ -480,7 +500,7 @@ def _kind(value: Any) -> str:
         return "a list"
     if value is None:
         return "nothing"
-    return f"{type(value).__name__} {value!r}"
+    return f"{type(value).__name__} {excerpt(value)}"
 
 
 def loads(text: str, filename: str = "<questionnaire>") -> Questionnaire:
