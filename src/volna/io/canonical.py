@@ -145,7 +145,9 @@ def to_canonical(
     not know: ``"error"`` (ReadError), ``"drop"`` (logged) or ``"keep"``
     (placed after the canonical columns, as read). Kobo/ODK platform columns
     are always dropped (logged). ``missing_columns``: a questionnaire column
-    the file lacks is an ``"error"`` or is added as ``"null"``.
+    the file lacks is an ``"error"`` or is added as ``"null"``; paradata
+    (start and end times, say) is added as null whatever it says, unless the
+    questionnaire marks it ``required``.
 
     ``problems``: if a list, each cell that cannot be converted is appended as
     a Problem and becomes null; if None, the first such cell raises ReadError.
@@ -275,15 +277,21 @@ def _settle_columns(
         log.info(
             "%s: dropped columns not in the questionnaire: %s", source, ", ".join(match.unknown)
         )
+    # Paradata may be absent (an export without the form's start and end times)
+    # unless the study marks it required.
+    needed = [
+        c
+        for c in match.missing
+        if not (isinstance(p := questionnaire.column_map[c][0], Paradata) and not p.required)
+    ]
+    if needed and missing_columns == "error":
+        shown = ", ".join(needed[:10])
+        more = f" and {len(needed) - 10} more" if len(needed) > 10 else ""
+        raise ReadError(
+            f"{source}: the file has no column for {shown}{more}, which the questionnaire defines",
+            remedy=Remedy("missing_columns", "null", lead="add it or"),
+        )
     if match.missing:
-        if missing_columns == "error":
-            shown = ", ".join(match.missing[:10])
-            more = f" and {len(match.missing) - 10} more" if len(match.missing) > 10 else ""
-            raise ReadError(
-                f"{source}: the file has no column for {shown}{more}, which the questionnaire "
-                "defines",
-                remedy=Remedy("missing_columns", "null", lead="add it or"),
-            )
         log.info(
             "%s: columns absent from the file, added empty: %s", source, ", ".join(match.missing)
         )

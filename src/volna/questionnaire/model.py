@@ -257,11 +257,20 @@ class Paradata:
 
     Respondent ids, durations (for speeder screening), start times. They are
     validated for type but never asked, and a safe release removes them.
+
+    A response file may lack a paradata column (an export without the form's
+    start and end times): it is read as empty, unless ``required`` says the
+    study needs it (YAML ``required: true``; in an XLSForm, ``yes`` in the
+    ``required`` column of the metadata row or of the ``volna_paradata`` sheet).
+
+    >>> Paradata("respondent_id", "id", required=True).required
+    True
     """
 
     name: str
     type: str = "text"
     labels: Mapping[str, str] = field(default_factory=dict)
+    required: bool = False
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "labels", _frozen_labels(self.labels))

@@ -44,7 +44,11 @@ ignore (checked: pyxform 4.5 converts the export and ODK Validate accepts it):
     default one (``form_title`` holds the default language's).
 ``volna_paradata`` sheet
     columns ``name``, ``type`` and ``label::<Language (code)>``: every paradata
-    column in order, written when some paradata has no XLSForm type.
+    column in order, written when some paradata has no XLSForm type;
+    ``required`` is ``yes`` where the study needs the column in every response
+    file (otherwise a response file may lack it: read as empty). A
+    ``start``/``end``/``today`` row of the survey sheet says so in its
+    ``required`` column.
 ``volna_checks`` sheet
     columns ``name``, ``when`` and ``message::<Language (code)>``: the logical
     checks screening flags (``Questionnaire.checks``).
@@ -186,7 +190,7 @@ _CHOICE_KEYS = {"list_name", "name", "label", "missing", "exclusive", "other"}
 _VOLNA_CHOICE_KEYS = {"volna::value", "volna::missing", "volna::exclusive", "volna::other"}
 # What pyxform can take as choices headers (they become XML element names).
 _VOLNA_CHOICE_COLUMNS = {"volna_" + k.split("::")[1]: k for k in _VOLNA_CHOICE_KEYS}
-_PARADATA_KEYS = {"name", "type", "label"}
+_PARADATA_KEYS = {"name", "type", "label", "required"}
 _SETTINGS_KEYS = {
     "form_id",
     "id_string",
@@ -1022,9 +1026,9 @@ class _Reader:
                 continue
             if low in _METADATA:
                 self._claim(names, name, row)
-                paradata.append(
-                    (row, Paradata(name, "datetime", self.texts(sheet, row, values, "label")))
-                )
+                labels = self.texts(sheet, row, values, "label")
+                required = self.flag(sheet, row, values, "required")
+                paradata.append((row, Paradata(name, "datetime", labels, required=required)))
                 continue
             target = self.text(sheet, values, "volna::other_for")
             if target:
@@ -1259,7 +1263,9 @@ class _Reader:
                     f"(expected one of {', '.join(PARADATA_TYPES)})",
                     "type",
                 )
-            out.append((row, Paradata(name, ptype, self.texts(sheet, row, values, "label"))))
+            labels = self.texts(sheet, row, values, "label")
+            required = self.flag(sheet, row, values, "required")
+            out.append((row, Paradata(name, ptype, labels, required=required)))
         return out
 
     def checks_sheet(self, sheet: _Sheet | None) -> list[Check]:
@@ -1619,7 +1625,14 @@ def _build_workbook(q: Questionnaire) -> Any:
     # start/end/today paradata are XLSForm metadata rows; the rest needs volna's sheet.
     in_survey = [p for p in q.paradata if p.type == "datetime" and p.name in _METADATA]
     for p in in_survey:
-        survey.add({"type": p.name, "name": p.name, **_spread("label", p.labels, default)})
+        survey.add(
+            {
+                "type": p.name,
+                "name": p.name,
+                **_spread("label", p.labels, default),
+                "required": "yes" if p.required else None,
+            }
+        )
 
     for kind, item in _ordered_items(q):
         if kind == "end":
@@ -1695,11 +1708,18 @@ def _build_workbook(q: Questionnaire) -> Any:
     settings.write(book.create_sheet("settings"))
     if len(in_survey) < len(q.paradata):
         table = _Table(
-            ["name", "type", *_translated("label", languages)],
+            ["name", "type", *_translated("label", languages), "required"],
             always=["name", "type"],
         )
         for p in q.paradata:
-            table.add({"name": p.name, "type": p.type, **_spread("label", p.labels, default)})
+            table.add(
+                {
+                    "name": p.name,
+                    "type": p.type,
+                    **_spread("label", p.labels, default),
+                    "required": "yes" if p.required else None,
+                }
+            )
         table.write(book.create_sheet(PARADATA_SHEET))
     if q.checks:
         table = _Table(["name", "when", *_translated("message", languages)], always=["name"])

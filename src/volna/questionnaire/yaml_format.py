@@ -20,6 +20,15 @@ A minimal file::
             choices: yes_no
             required: true
 
+Paradata (facts about the interview: respondent ids, durations, start and end
+times) is listed under ``paradata``. A response file may lack a paradata
+column, which is then read as empty (an export without the form's start and
+end times); ``required: true`` says the study needs it in every file::
+
+    paradata:
+      - {name: respondent_id, type: id, required: true}
+      - {name: start, type: datetime}
+
 Every error names the file, the line and the key, because a researcher
 editing 300 lines of YAML needs to know exactly where to look.
 """
@@ -84,7 +93,7 @@ _QUESTION_KEYS = {
 _CHECK_KEYS = {"name", "when", "message"}
 _SECTION_KEYS = {"section", "label", "relevant", "questions"}
 _CHOICE_KEYS = {"code", "label", "value", "exclusive", "other", "missing"}
-_PARADATA_KEYS = {"name", "type", "label"}
+_PARADATA_KEYS = {"name", "type", "label", "required"}
 
 
 # -- reading YAML with line numbers -------------------------------------------
@@ -445,6 +454,7 @@ class _Reader:
                     self.text(pm, "name", f"paradata[{i}]", required=True),
                     self.text(pm, "type", f"paradata[{i}]") or "text",
                     self.labels(pm, "label", f"paradata[{i}]"),
+                    required=self.flag(pm, "required", f"paradata[{i}]"),
                 )
             )
         if "questions" not in m:
@@ -626,7 +636,12 @@ def to_dict(q: Questionnaire) -> dict[str, Any]:
         }
     if q.paradata:
         out["paradata"] = [
-            {"name": p.name, "type": p.type, **({"label": dict(p.labels)} if p.labels else {})}
+            {
+                "name": p.name,
+                "type": p.type,
+                **({"label": dict(p.labels)} if p.labels else {}),
+                **({"required": True} if p.required else {}),
+            }
             for p in q.paradata
         ]
     # Rebuild the section tree from each item's section path.
