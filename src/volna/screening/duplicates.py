@@ -9,7 +9,7 @@ from collections.abc import Sequence
 import numpy as np
 import polars as pl
 
-from volna.questionnaire.model import Questionnaire
+from volna.questionnaire.model import Question, Questionnaire
 from volna.screening.rules import DuplicateRule
 
 # -- near duplicates ----------------------------------------------------------------
@@ -29,6 +29,24 @@ def _empty_pairs() -> pl.DataFrame:
     )
 
 
+def _compared(frame: pl.DataFrame, q: Questionnaire, ignore: Sequence[str]) -> list[Question]:
+    """The questions :func:`_answer_codes` encodes, in its order."""
+    out = []
+    for question in q.answerable:
+        if question.is_quality_check or question.name in ignore:
+            continue
+        if question.type == "multiple":
+            if any(
+                question.option_column(c.code) in frame.columns
+                and question.option_column(c.code) not in ignore
+                for c in question.choices
+            ):
+                out.append(question)
+        elif question.name in frame.columns:
+            out.append(question)
+    return out
+
+
 def _answer_codes(frame: pl.DataFrame, q: Questionnaire, ignore: Sequence[str]) -> np.ndarray:
     """Each question's answer as a small integer code, -1 where unanswered (rows x questions).
 
@@ -37,9 +55,7 @@ def _answer_codes(frame: pl.DataFrame, q: Questionnaire, ignore: Sequence[str]) 
     answer to them, so they make strangers look alike (and crowd the bands).
     """
     exprs = []
-    for question in q.answerable:
-        if question.is_quality_check or question.name in ignore:
-            continue
+    for question in _compared(frame, q, ignore):
         if question.type == "multiple":
             cols = [
                 question.option_column(c.code)
@@ -47,15 +63,11 @@ def _answer_codes(frame: pl.DataFrame, q: Questionnaire, ignore: Sequence[str]) 
                 if question.option_column(c.code) in frame.columns
                 and question.option_column(c.code) not in ignore
             ]
-            if not cols:
-                continue
             ticks = [pl.col(c).cast(pl.Boolean).cast(pl.String).fill_null("-") for c in cols]
             any_answer = pl.any_horizontal([pl.col(c).is_not_null() for c in cols])
             value = pl.when(any_answer).then(pl.concat_str(ticks)).otherwise(None)
-        elif question.name in frame.columns:
-            value = pl.col(question.name).cast(pl.String)
         else:
-            continue
+            value = pl.col(question.name).cast(pl.String)
         exprs.append(value.rank("dense").fill_null(0).alias(f"__{len(exprs)}"))
     if not exprs:
         return np.zeros((frame.height, 0), dtype=np.int16)
@@ -66,12 +78,15 @@ def _answer_codes(frame: pl.DataFrame, q: Questionnaire, ignore: Sequence[str]) 
 
 
 def allowed_differences(agreement: float, items: np.ndarray | int) -> np.ndarray:
-    """How many of ``items`` answers may differ: ``1 - agreement`` of them, to the nearest.
+    """How many of ``items`` answers may differ: ``1 - agreement`` of them, rounded up.
 
-    >>> allowed_differences(0.9, np.array([10, 27, 32, 35])).tolist()
-    [1, 3, 3, 4]
+    Rounded up so that the share is a floor on what is tolerated: at the
+    default 10%, 3 differences among 21 to 30 questions, 4 among 31 to 40.
+
+    >>> allowed_differences(0.9, np.array([10, 24, 27, 30, 32])).tolist()
+    [1, 3, 3, 3, 4]
     """
-    return np.floor((1 - agreement) * np.asarray(items) + 0.5 + 1e-9).astype(np.int64)
+    return np.ceil((1 - agreement) * np.asarray(items) - 1e-9).astype(np.int64)
 
 
 def _n_bands(allowed: int, most_keys: int = 64) -> int:
@@ -151,7 +166,12 @@ def _arrival(frame: pl.DataFrame, q: Questionnaire) -> np.ndarray:
 
 
 def near_duplicate_pairs(
-    codes: np.ndarray, agreement: float = 0.9, *, min_items: int = 1, bands: int | None = None
+    codes: np.ndarray,
+    agreement: float = 0.9,
+    *,
+    min_items: int = 1,
+    bands: int | None = None,
+    conditional: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, int]:
     """Every pair of rows of ``codes`` differing on at most ``1 - agreement`` of their items.
 
@@ -164,6 +184,11 @@ def near_duplicate_pairs(
     and comparing only rows sharing such a hash finds every pair exactly. ``b``
     is the most bands with at most 64 such sets (8 for m = 3), so each hash spans
     most items and strangers rarely share one: sub-quadratic, candidates verified.
+
+    ``conditional`` marks the items the skip logic may leave unasked: one
+    answered by only one of the two rows is not compared (a changed answer
+    upstream decided whether it was asked; the change counts once). They stay
+    out of the bands, so that the guarantee holds for the items compared.
 
     Returns ``first``, ``second`` (first < second), the number of items either
     answered, the number that differ, and the number of candidate pairs compared.
@@ -180,12 +205,14 @@ def near_duplicate_pairs(
     if d == 0 or n < 2:
         return empty, empty, empty, empty, 0
     allowed = int(allowed_differences(agreement, d))
-    n_bands = min(bands or _n_bands(allowed), d)
+    conditional = np.zeros(d, dtype=bool) if conditional is None else np.asarray(conditional)
+    banded = np.flatnonzero(~conditional) if (~conditional).sum() > allowed else np.arange(d)
+    n_bands = min(bands or _n_bands(allowed), len(banded))
     # A pair differing on at most `allowed` items leaves at least n_bands - allowed
     # bands untouched: hashing every set of that many bands finds it (with
     # allowed + 1 bands this is the plain pigeonhole; more bands make each key
     # span more items, so fewer strangers share one).
-    hashes = [_row_hash(codes, band) for band in _bands(codes, n_bands)]
+    hashes = [_row_hash(codes, banded[band]) for band in _bands(codes[:, banded], n_bands)]
     width = max(n_bands - allowed, 1)
     first_parts, second_parts = [], []
     prime = np.uint64(1099511628211)
@@ -206,8 +233,9 @@ def near_duplicate_pairs(
         chunk = pair_key[start : start + step]
         i, j = chunk // n, chunk % n
         x, y = codes[i], codes[j]
-        either = ((x >= 0) | (y >= 0)).sum(axis=1)
-        differ = (x != y).sum(axis=1)
+        unasked = conditional & ((x >= 0) != (y >= 0))
+        either = (((x >= 0) | (y >= 0)) & ~unasked).sum(axis=1)
+        differ = ((x != y) & ~unasked).sum(axis=1)
         hit = (either >= min_items) & (differ <= allowed_differences(agreement, either))
         keep_a.append(i[hit])
         keep_b.append(j[hit])
@@ -258,8 +286,11 @@ def _duplicates(
 ) -> tuple[pl.Series, pl.Series, pl.DataFrame, int, pl.DataFrame]:
     n = frame.height
     codes = _answer_codes(frame, q, rule.ignore)
+    conditional = np.array(
+        [bool(q.relevance(x)) for x in _compared(frame, q, rule.ignore)], dtype=bool
+    )
     first, second, items, differ, candidates = near_duplicate_pairs(
-        codes, rule.agreement, min_items=rule.min_items, bands=rule.bands
+        codes, rule.agreement, min_items=rule.min_items, bands=rule.bands, conditional=conditional
     )
     if not len(first):
         return (
