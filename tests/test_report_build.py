@@ -652,7 +652,7 @@ def test_screening_section_excludes_and_compares():
     excluded = int(rules.estimates["excluded"].sum()) if "excluded" in rules.estimates else 0
     assert excluded >= 50  # the 50 planted, chance straightliners, careless flags
     facts = dict(report.facts)
-    assert facts["Respondents"] == f"{2000 - 67:,}"
+    assert facts["Respondents"] == f"{2000 - 62:,}"
     # the comparison rows are labelled with the questions' wording and choices
     assert any(label.startswith("What are your plans?") for label in compare.display[""])
     assert (compare.estimates["se"] > 0).all()

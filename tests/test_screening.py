@@ -387,10 +387,10 @@ def test_cli_screen(tmp_path, example):
     out = tmp_path / "flagged.csv"
     res = runner.invoke(app, ["screen", q, str(path), "--rules", str(RULES), "--out", str(out)])
     assert res.exit_code == 0, res.output
-    assert "67 excluded" in res.output
+    assert "62 excluded" in res.output
     written = pl.read_csv(out, infer_schema_length=0)
     assert {"flag_speeder", "why_duplicate", "excluded"} <= set(written.columns)
-    assert (written["excluded"] == "true").sum() == 67
+    assert (written["excluded"] == "true").sum() == 62
     res = runner.invoke(app, ["screen", q, str(path), "--rules", str(RULES), "--compare", "plans"])
     assert res.exit_code == 0, res.output
     assert "What excluding them changes" in res.output and "undecided" in res.output

@@ -43,6 +43,7 @@ from volna.screening.consistency import (
 )
 from volna.screening.duplicates import _answer_codes
 from volna.screening.items import scale_items
+from volna.screening.mixture import random_answer_evidence, robust_p
 from volna.screening.outliers import robust_distances
 from volna.screening.personfit import guttman_errors, rare_answers
 from volna.screening.rules import CarelessRule
@@ -57,7 +58,12 @@ DIRECTION = {
     "mahalanobis": -1,
     "person_fit": +1,
     "rare_answers": -1,
+    "random_answers": -1,
 }
+
+
+#: The indices whose value is a p-value.
+P_VALUES = ("mahalanobis", "rare_answers", "random_answers")
 
 
 def careless_indices(
@@ -74,7 +80,7 @@ def careless_indices(
     >>> from volna import Questionnaire
     >>> q = Questionnaire.load(example_path("okrussians", "questionnaire.yaml"))
     >>> careless_indices(generate(n=300, seed=2)[0], q).columns
-    ['longstring', 'irv', 'mahalanobis', 'person_fit', 'rare_answers']
+    ['longstring', 'irv', 'mahalanobis', 'person_fit', 'rare_answers', 'random_answers']
     """
     out: dict[str, np.ndarray] = {}
     scales = scale_items(frame, q)
@@ -100,6 +106,7 @@ def careless_indices(
     codes = _answer_codes(frame, q, ())
     if codes.shape[1] >= min_items:
         out["rare_answers"] = stats.norm.cdf(rare_answers(codes))
+        out["random_answers"] = robust_p(random_answer_evidence(frame, q, min_items=min_items))
     return pl.DataFrame({k: pl.Series(v, dtype=pl.Float64).fill_nan(None) for k, v in out.items()})
 
 
@@ -119,7 +126,7 @@ def _careless(
             hit = np.nan_to_num(hit, nan=0).astype(bool) & ~np.isnan(value)
         hits.append(hit)
         sign = ">" if DIRECTION[name] > 0 else "<"
-        shown = "p = {:.2g}" if name in ("mahalanobis", "rare_answers") else "{:.3g}"
+        shown = "p = {:.2g}" if name in P_VALUES else "{:.3g}"
         reasons.append((name, hit, value, sign, cut, shown))
     if not hits:
         return pl.Series([False] * n), pl.Series([None] * n, dtype=pl.String), indices

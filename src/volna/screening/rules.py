@@ -52,9 +52,10 @@ class DuplicateRule:
     """Two respondents whose answers differ on at most ``1 - agreement`` of the questions.
 
     The default 0.9 allows 10% of the questions either answered to differ,
-    rounded to the nearest question (3 of 27 to 34): the same person, or a bot
-    farm, answering again with a few edits. Each question is one item (a
-    multiple-choice question's whole set of ticks is one answer).
+    rounded up (3 of 21 to 30, 4 of 31 to 40): the same person, or a bot farm,
+    answering again with a few edits. Each question is one item (a
+    multiple-choice question's whole set of ticks is one answer); a question
+    the skip logic asked of only one of the two is not compared.
     """
 
     agreement: float = 0.9
@@ -64,7 +65,7 @@ class DuplicateRule:
 
 
 def _default_indices() -> dict[str, float]:
-    return {"mahalanobis": 0.001, "rare_answers": 0.001}
+    return {"random_answers": 0.001, "mahalanobis": 0.0001}
 
 
 @dataclass(frozen=True)
@@ -269,7 +270,7 @@ def read_rules(path: str | Path) -> ScreeningRules:
     >>> from volna.examples import example_path
     >>> rules = read_rules(example_path("okrussians", "screening.yaml"))
     >>> rules.names[:4], rules.duplicates.agreement
-    (('speeder', 'straightliner', 'duplicate', 'careless'), 0.88)
+    (('speeder', 'straightliner', 'duplicate', 'careless'), 0.9)
     """
     return parse_rules(read_text(path, ScreeningError, "rules file"), str(path))
 
