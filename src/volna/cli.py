@@ -168,6 +168,8 @@ def questionnaire_import(
     """Convert an XLSForm into volna's YAML questionnaire."""
     from volna.questionnaire.model import Questionnaire
 
+    if output.suffix.lower() not in (".yaml", ".yml"):
+        raise VolnaError(f"{output}: the questionnaire is written as YAML; name it .yaml")
     q = Questionnaire.from_xlsform(form)
     q.save(output)
     out.print(f"{form} -> {output}: {len(q.answerable)} questions")
@@ -346,7 +348,9 @@ def weight(
         result = diagnose(
             weighted,
             collapse=merges,
-            compare=[c for c in (compare or "").split(",") if c.strip()],
+            compare=check_unique(
+                "--compare", [c.strip() for c in (compare or "").split(",") if c.strip()]
+            ),
             unweighted=base,
         )
         if report:
@@ -384,6 +388,8 @@ def _read_for_weighting(
         q = Questionnaire.loads("id: responses\nquestions: []", "<no questionnaire>")
         frame = read_raw(data, format=data_format.value if data_format else None).frame
     frame = _some_rows(frame, data)
+    if weights is not None and weights not in frame.columns:
+        raise VolnaError(f"{data}: --weights {weights}: no such column in the data")
     numeric = [weights] if weights else []
     numeric += [b.source for m in margins for b in m.derived.values()]
     for col in dict.fromkeys(numeric):
@@ -460,7 +466,7 @@ def screen(
     if compare:
         from volna.screening import sensitivity
 
-        names = [c.strip() for c in compare.split(",") if c.strip()]
+        names = check_unique("--compare", [c.strip() for c in compare.split(",") if c.strip()])
         found = sensitivity(result, names)
         shown = Table(
             "variable",
@@ -490,7 +496,7 @@ def screen(
         try:
             result.data.write_csv(output)
         except OSError as exc:
-            raise VolnaError(f"{output}: cannot write: {exc.strerror}") from None
+            raise VolnaError(f"{output}: cannot write: {exc.strerror or exc}") from None
         out.print(f"wrote {output}", markup=False, highlight=False)
 
 
@@ -517,7 +523,10 @@ def example(
     """Generate SYNTHETIC responses for a bundled study (and an answer key of planted cases)."""
     from volna.examples.generate_okrussians import write_example
 
-    output.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        output.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise VolnaError(f"{output.parent}: cannot create the folder: {exc.strerror}") from None
     written = write_example(output, n=n, seed=seed)
     for path in written:
         out.print(f"wrote {path}")
@@ -643,8 +652,20 @@ def main() -> None:
     except Exception as exc:  # a bug: say so in one line, traceback on request
         if os.environ.get("VOLNA_DEBUG"):
             raise
+        if isinstance(exc, OSError) and exc.filename is not None:
+            # the file system said no (permissions, no such folder, disk full): not a bug
+            err.print(
+                f"volna: error: {exc.filename}: {exc.strerror or exc}",
+                markup=False,
+                highlight=False,
+                soft_wrap=True,
+            )
+            sys.exit(2)
+        # its first line only, cut short: an internal message may quote the data
+        detail = (str(exc).splitlines() or [""])[0]
+        detail = detail if len(detail) <= 160 else detail[:160] + "..."
         err.print(
-            f"volna: internal error: {type(exc).__name__}: {exc} "
+            f"volna: internal error: {type(exc).__name__}: {detail} "
             "(a bug: rerun with VOLNA_DEBUG=1 and report the traceback)",
             markup=False,
             highlight=False,

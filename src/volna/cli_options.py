@@ -156,16 +156,17 @@ def choose_language(language: str | None, questionnaire: Any, source: object) ->
 def check_unique(option: str, names: list[str]) -> list[str]:
     """The names of a comma-separated option, refusing one given twice.
 
-    >>> check_unique("--quasi", ["age", "gender"])
+    >>> check_unique("--compare", ["age", "gender"])
     ['age', 'gender']
-    >>> check_unique("--quasi", ["age", "age", "gender"])
+    >>> check_unique("--compare", ["age", "age", "gender"])
     Traceback (most recent call last):
     ...
-    volna.errors.VolnaError: --quasi: age is given twice; name each variable once
+    volna.errors.VolnaError: --compare age,age,gender: age is given twice; name each once
     """
     seen: set[str] = set()
     for name in names:
         if name in seen:
-            raise VolnaError(f"{option}: {name} is given twice; name each variable once")
+            said = ",".join(names)
+            raise VolnaError(f"{option} {said}: {name} is given twice; name each once")
         seen.add(name)
     return names

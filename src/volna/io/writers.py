@@ -62,8 +62,8 @@ def write(
     """
     try:
         fmt = detect_format(path, format)
-    except ReadError as exc:
-        raise WriteError(str(exc)) from None
+    except ReadError as exc:  # its remedy (format=) is the reader's: the message says enough
+        raise WriteError(exc.message) from None
     if language is not None and language not in questionnaire.languages:
         raise WriteError(
             f"{path}: language {language!r} is not one of the questionnaire's "
@@ -96,7 +96,12 @@ def _replacing(path: Path) -> Iterator[Path]:
     """A temporary path next to ``path``, renamed over it if the block succeeds."""
     if not path.parent.is_dir():
         raise WriteError(f"{path}: the folder {path.parent} does not exist")
-    fd, name = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=path.suffix, dir=path.parent)
+    if path.is_dir():
+        raise WriteError(f"{path}: is a folder; give a file name")
+    try:
+        fd, name = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=path.suffix, dir=path.parent)
+    except OSError as exc:
+        raise WriteError(f"{path}: cannot write in {path.parent}: {exc.strerror or exc}") from None
     os.close(fd)
     tmp = Path(name)
     try:

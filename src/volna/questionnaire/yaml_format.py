@@ -696,4 +696,7 @@ def dumps(q: Questionnaire) -> str:
 
 def save(q: Questionnaire, path: str | Path) -> None:
     """Write the questionnaire to a YAML file (UTF-8)."""
-    Path(path).write_text(dumps(q), encoding="utf-8")
+    try:
+        Path(path).write_text(dumps(q), encoding="utf-8")
+    except OSError as exc:
+        raise QuestionnaireError(f"{path}: cannot write: {exc.strerror or exc}") from None

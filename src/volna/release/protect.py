@@ -166,7 +166,9 @@ def release(
         twice = [n for n, count in Counter(names).items() if count > 1]
         if twice:
             raise ReleaseError(f"{option} {','.join(names)}: {twice[0]} is named twice")
-    _check_options(data, questionnaire, quasi, sensitive, keep, drop, weights, importance, k, l)
+    _check_options(
+        data, questionnaire, quasi, sensitive, keep, drop, weights, importance, k, l, source
+    )
     if not quasi:
         raise ReleaseError(f"{source}: --quasi: name at least one key variable")
     if data.height == 0:
@@ -335,9 +337,20 @@ def _question_columns(q: Questionnaire, name: str, columns: Sequence[str]) -> li
     return [name] if name in columns else []
 
 
-def _check_options(data, questionnaire, quasi, sensitive, keep, drop, weights, importance, k, l):  # noqa: E741
+def _check_options(
+    data,
+    questionnaire,
+    quasi,
+    sensitive,
+    keep,
+    drop,
+    weights,
+    importance,
+    k,
+    l,  # noqa: E741
+    where="data",
+):
     source = questionnaire.source or "questionnaire"
-    where = "data"
     columns = data.columns
     for what, names in (("--quasi", quasi), ("--sensitive", sensitive), ("--keep", keep)):
         for name in names:
