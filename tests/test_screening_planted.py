@@ -2,10 +2,11 @@
 precision overall, from screen()'s own exclusions and from the volna screen CLI.
 
 The example study is screened with its rules file, the Ukrainian test
-questionnaire (fixtures/screening/ukr_wellbeing.yaml) with the defaults. The bars
-below are what the indices reach today; the issue's bar (recall 0.9 for every
-kind) is not met for partial bots, nor on the Ukrainian study for 3-change
-duplicates (3 of 24-25 questions is over the default 10%).
+questionnaire (fixtures/screening/ukr_wellbeing.yaml) with the defaults, each on
+three seeds. The bar is the issue's: recall 0.9 for every kind, precision 0.9
+overall. Partial bots (a genuine respondent answering half the pages at random)
+do not reach it: their recall is asserted at the issue's bar as an expected
+failure, and separately at what the indices reach, so that it cannot fall unseen.
 """
 
 from __future__ import annotations
@@ -29,26 +30,27 @@ from volna.screening import screen
 EXAMPLE = Questionnaire.load(example_path("okrussians", "questionnaire.yaml"))
 RULES = example_path("okrussians", "screening.yaml")
 
-# Minimum recall per kind on each study (measured with seeds 11 and 12).
-EXAMPLE_RECALL = dict.fromkeys(KINDS, 0.9) | {"partial_bot": 0.5}
-UKRAINIAN_RECALL = dict.fromkeys(KINDS, 0.9) | {
-    "random": 0.8,
-    "partial_bot": 0.45,
-    "duplicate_3": 0.35,
-}
+# The issue's bar, for every kind but partial bots; theirs below.
+BAR = 0.9
+SOLVED = [k for k in KINDS if k != "partial_bot"]
+# What partial bots reach (seeds 1-8: 0.50-0.80 on the example, 0.30-0.50 on the
+# Ukrainian study): a random page of four scale items is, under the true model of
+# the Ukrainian data, no more unlikely than a genuine page at its 99th percentile.
+PARTIAL_FLOOR = {"example": 0.45, "ukrainian": 0.25}
+SEEDS = (1, 2, 3)
 
 
-@pytest.fixture(scope="module")
-def example_planted():
-    data, key = generate(n=2400, seed=1)
+@pytest.fixture(scope="module", params=SEEDS)
+def example_planted(request):
+    data, key = generate(n=2400, seed=request.param)
     clean = data.join(key, on="respondent_id", how="anti")
-    return plant(clean[:2000], clean[2000:], EXAMPLE, seed=11)
+    return plant(clean[:2000], clean[2000:], EXAMPLE, seed=request.param + 10)
 
 
-@pytest.fixture(scope="module")
-def ukrainian_planted():
-    q, genuine = genuine_ukrainian(2400, seed=3)
-    data, key = plant(genuine[:2000], genuine[2000:], q, seed=12)
+@pytest.fixture(scope="module", params=SEEDS)
+def ukrainian_planted(request):
+    q, genuine = genuine_ukrainian(2400, seed=request.param)
+    data, key = plant(genuine[:2000], genuine[2000:], q, seed=request.param + 10)
     return q, data, key
 
 
@@ -71,25 +73,28 @@ def test_every_kind_on_the_example(example_planted):
     data, key = example_planted
     result = screen(data, EXAMPLE, RULES)
     recall, precision = rates(result.data, key, "respondent_id")
-    for kind, bar in EXAMPLE_RECALL.items():
-        assert recall[kind] >= bar, (kind, recall)
-    assert precision >= 0.9
+    for kind in SOLVED:
+        assert recall[kind] >= BAR, (kind, recall)
+    assert recall["partial_bot"] >= PARTIAL_FLOOR["example"], recall
+    assert precision >= BAR
     # reasons name the index and its cut-off
     why = result.data.filter("flag_careless")["why_careless"].to_list()
-    assert all("rare_answers" in w or "mahalanobis" in w for w in why)
+    assert why and all(w.startswith("random_answers p = ") and "(< 0.001)" in w for w in why)
 
 
 def test_every_kind_on_another_questionnaire(ukrainian_planted):
     q, data, key = ukrainian_planted
     result = screen(data, q)
     recall, precision = rates(result.data, key, "rid")
-    for kind, bar in UKRAINIAN_RECALL.items():
-        assert recall[kind] >= bar, (kind, recall)
-    assert precision >= 0.9
-    # every index the structure allows: three scales with reverse-keyed items
-    assert set(result.indices.columns) == {
-        "longstring", "irv", "even_odd", "synonyms", "antonyms",
-        "mahalanobis", "person_fit", "rare_answers",
+    for kind in SOLVED:
+        assert recall[kind] >= BAR, (kind, recall)
+    assert recall["partial_bot"] >= PARTIAL_FLOOR["ukrainian"], recall
+    assert precision >= BAR
+    # every index the structure allows: three scales with reverse-keyed items (antonyms
+    # need item pairs correlated below -0.6 in the data, which the seed decides)
+    assert set(result.indices.columns) - {"antonyms"} == {
+        "longstring", "irv", "even_odd", "synonyms",
+        "mahalanobis", "person_fit", "rare_answers", "random_answers",
     }  # fmt: skip
     # duplicates of one respondent form one group, with submission times
     clusters = result.duplicate_clusters
@@ -107,6 +112,26 @@ def test_the_cli_flags_the_same(tmp_path, ukrainian_planted):
     assert res.exit_code == 0, res.output
     written = pl.read_csv(out, infer_schema_length=0).with_columns(pl.col("excluded") == "true")
     recall, precision = rates(written.select("rid", "excluded"), key, "rid")
-    for kind, bar in UKRAINIAN_RECALL.items():
-        assert recall[kind] >= bar, (kind, recall)
-    assert precision >= 0.9
+    for kind in SOLVED:
+        assert recall[kind] >= BAR, (kind, recall)
+    assert precision >= BAR
+
+
+PARTIAL_BELOW_BAR = pytest.mark.xfail(
+    strict=True,
+    reason="partial bots answering half the pages at random: recall 0.3-0.8, under the bar",
+)
+
+
+@PARTIAL_BELOW_BAR
+def test_partial_bots_reach_the_bar_on_the_example(example_planted):
+    data, key = example_planted
+    recall, _ = rates(screen(data, EXAMPLE, RULES).data, key, "respondent_id")
+    assert recall["partial_bot"] >= BAR, recall
+
+
+@PARTIAL_BELOW_BAR
+def test_partial_bots_reach_the_bar_on_another_questionnaire(ukrainian_planted):
+    q, data, key = ukrainian_planted
+    recall, _ = rates(screen(data, q).data, key, "rid")
+    assert recall["partial_bot"] >= BAR, recall

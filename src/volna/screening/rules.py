@@ -65,7 +65,7 @@ class DuplicateRule:
 
 
 def _default_indices() -> dict[str, float]:
-    return {"random_answers": 0.001, "mahalanobis": 0.0001}
+    return {"random_answers": 0.001, "mahalanobis": 0.001}
 
 
 @dataclass(frozen=True)
