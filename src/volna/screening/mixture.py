@@ -142,40 +142,40 @@ def latent_classes(
     >>> sorted(weights[:2].round(1).tolist()), bool(0.005 < weights[2] < 0.05)
     ([0.5, 0.5], True)
     """
+    from scipy.sparse import csr_matrix
+
     n, m = codes.shape
     rng = np.random.default_rng(seed)
     fit = codes if n <= sample else codes[np.sort(rng.choice(n, sample, replace=False))]
     rows = len(fit)
-    log_uniform = np.zeros(rows)
+    # one column per (item, category): the answers as a sparse 0/1 matrix, so that
+    # each EM step is two sparse products
+    sizes = np.array([len(u) for u in uniform])
+    offset = np.concatenate([[0], np.cumsum(sizes)])
     answered = fit >= 0
-    for j in range(m):
-        ok = answered[:, j]
-        log_uniform[ok] += np.log(uniform[j][fit[ok, j]])
+    r, j = np.nonzero(answered)
+    onehot = csr_matrix(
+        (np.ones(len(r)), (r, offset[j] + fit[r, j])), shape=(rows, int(offset[-1]))
+    )
+    log_uniform = onehot @ np.log(np.concatenate(uniform))
+    item_of = np.repeat(np.arange(m), sizes)
     resp = rng.dirichlet(np.ones(classes + 1), rows)
     last = -np.inf
-    shares: list[np.ndarray] = []
+    log_shares = np.zeros((classes, int(offset[-1])))
     for _ in range(iterations):
         weights = resp.mean(axis=0)
-        shares = []
-        for j in range(m):
-            ok = answered[:, j]
-            size = len(uniform[j])
-            counts = np.stack(
-                [
-                    np.bincount(fit[ok, j], weights=resp[ok, k], minlength=size)
-                    for k in range(classes)
-                ]
-            )
-            counts += 0.5
-            shares.append(np.log(counts / counts.sum(axis=1, keepdims=True)))
-        joint = _class_loglik(fit, shares)
-        joint = np.column_stack([joint, log_uniform]) + np.log(np.maximum(weights, 1e-300))
+        counts = (onehot.T @ resp[:, :classes]).T + 0.5  # classes x categories
+        totals = np.add.reduceat(counts, offset[:-1], axis=1)
+        log_shares = np.log(counts) - np.log(totals[:, item_of])
+        joint = np.column_stack([onehot @ log_shares.T, log_uniform])
+        joint += np.log(np.maximum(weights, 1e-300))
         total = logsumexp(joint, axis=1)
         resp = np.exp(joint - total[:, None])
         loglik = float(total.sum())
         if loglik - last < 1e-7 * abs(loglik):
             break
         last = loglik
+    shares = [log_shares[:, offset[k] : offset[k + 1]] for k in range(m)]
     return resp.mean(axis=0), shares
 
 
