@@ -185,9 +185,11 @@ def test_proportion_intervals_match_svyciprop(design_name: str, method: str, req
     variable, level, methods = CI_TABLE[design_name]
     est = design.proportion(variable, levels=[level], ci=method)
     low, high = methods[method]
-    # R's values are printed to 10 digits
-    assert est.value("ci_low") == pytest.approx(low, rel=1e-9)
-    assert est.value("ci_high") == pytest.approx(high, rel=1e-9)
+    # R's values are printed to 10 digits, but the t and beta quantiles of scipy's releases
+    # differ in the 9th (clus2, scipy 1.11 against 1.17: 1.0e-9 relative); the interval
+    # methods differ from each other in the 2nd, so 1e-7 still tells every method apart
+    assert est.value("ci_low") == pytest.approx(low, rel=1e-7)
+    assert est.value("ci_high") == pytest.approx(high, rel=1e-7)
 
 
 def test_nhanes_proportion_intervals_count_rows_missing_the_variable(
