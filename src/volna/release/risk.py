@@ -120,7 +120,9 @@ def wildcard_frequencies(
             _pattern=pl.concat_str([pl.col(f"_m{i}").cast(pl.Int8) for i in range(len(quasi))])
         )
     )
-    patterns = cells.get_column("_pattern").unique().to_list()
+    # sorted: the sums below add floats pattern by pattern, and polars' unique() order
+    # varies from run to run, so the risks would differ in their last digits
+    patterns = sorted(cells.get_column("_pattern").unique().to_list())
     by_pattern = {p: cells.filter(pl.col("_pattern") == p) for p in patterns}
     results = []
     for target_pattern, target in by_pattern.items():
