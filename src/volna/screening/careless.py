@@ -4,27 +4,30 @@
 allows, one value per respondent; :func:`_careless` flags a respondent when at
 least ``at_least`` of the configured indices pass their cut-offs, and says which.
 
-===============  ========================================================  =====================
-index            what (source)                                             flagged when
-===============  ========================================================  =====================
-``longstring``   longest run of one answer down the scale items            ``>=`` cut-off
-                 (Johnson 2005; careless::longstring)
-``irv``          standard deviation of a row's scale answers               ``<=`` cut-off
-                 (Dunn et al. 2018; careless::irv)
-``even_odd``     minus the Spearman-Brown corrected correlation of odd-    ``>`` cut-off (-0.3:
-                 and even-item halves across scales (Johnson 2005;         r under .30)
-                 careless::evenodd); needs three scales
-``synonyms``     within-person correlation over item pairs the data        ``<`` cut-off
-                 correlate above .60 (Meade & Craig 2012; careless::psychsyn)
-``antonyms``     the same over pairs correlated below -.60                 ``>`` cut-off
-``mahalanobis``  robust D² of the scale answers; value: its chi-square     ``<`` cut-off
-                 p-value (careless::mahad; MCD: Rousseeuw & Van            (p, 0.001)
-                 Driessen 1999)
-``person_fit``   normed polytomous Guttman errors over the scales          ``>`` cut-off
-                 (Emons 2008; PerFit::Gnormed.poly)
-``rare_answers`` lz of the closed answers under the sample's answer        ``<`` cut-off
-                 shares; value: its normal p-value (Drasgow et al. 1985)   (p, 0.001)
-===============  ========================================================  =====================
+==================  ========================================================  =====================
+index               what (source)                                             flagged when
+==================  ========================================================  =====================
+``longstring``      longest run of one answer down the scale items            ``>=`` cut-off
+                    (Johnson 2005; careless::longstring)
+``irv``             standard deviation of a row's scale answers               ``<=`` cut-off
+                    (Dunn et al. 2018; careless::irv)
+``even_odd``        minus the Spearman-Brown corrected correlation of odd-    ``>`` cut-off (-0.3:
+                    and even-item halves across scales (Johnson 2005;         r under .30)
+                    careless::evenodd); needs three scales
+``synonyms``        within-person correlation over item pairs the data        ``<`` cut-off
+                    correlate above .60 (Meade & Craig 2012; careless::psychsyn)
+``antonyms``        the same over pairs correlated below -.60                 ``>`` cut-off
+``mahalanobis``     robust D² of the scale answers; value: its chi-square     ``<`` cut-off
+                    p-value (careless::mahad; MCD: Rousseeuw & Van            (p, 0.001)
+                    Driessen 1999)
+``person_fit``      normed polytomous Guttman errors over the scales          ``>`` cut-off
+                    (Emons 2008; PerFit::Gnormed.poly)
+``rare_answers`   ` lz of the closed answers under the sample's answer        ``<`` cut-off
+                    shares; value: its normal p-value (Drasgow et al. 1985)   (p, 0.001)
+``random_answers``  log Bayes factor of uniform random answers against a      ``<`` cut-off
+                    latent class model of the sample (:mod:`.mixture`);       (p, 0.001)
+                    value: its p against the sample's median and MAD
+==================  ========================================================  =====================
 """
 
 from __future__ import annotations
