@@ -22,7 +22,7 @@ index               what (source)                                             fl
                     Driessen 1999)
 ``person_fit``      normed polytomous Guttman errors over the scales          ``>`` cut-off
                     (Emons 2008; PerFit::Gnormed.poly)
-``rare_answers`   ` lz of the closed answers under the sample's answer        ``<`` cut-off
+``rare_answers``    lz of the closed answers under the sample's answer        ``<`` cut-off
                     shares; value: its normal p-value (Drasgow et al. 1985)   (p, 0.001)
 ``random_answers``  log Bayes factor of uniform random answers against a      ``<`` cut-off
                     latent class model of the sample (:mod:`.mixture`);       (p, 0.001)
