@@ -1146,6 +1146,15 @@ class SurveyDesign:
 
         return estimate.quantile(self, variables, (0.5,), **kwargs)
 
+    def glm(self, formula, family="gaussian", **kwargs):
+        """A regression model with design-based standard errors (R's ``svyglm``).
+
+        See :func:`volna.models.glm`.
+        """
+        from volna import models
+
+        return models.glm(self, formula, family, **kwargs)
+
     # ---- display -----------------------------------------------------------------------
 
     def describe(self) -> str:

@@ -1,0 +1,900 @@
+"""Design-based regression: generalised linear models with design-based standard errors.
+
+:func:`glm` fits a linear, logistic or Poisson model by iteratively reweighted least
+squares with the sampling weights, as R's ``svyglm`` does, and takes its standard
+errors from the design's one variance path (:meth:`volna.design.SurveyDesign.evaluate`):
+
+* **linearization** -- the coefficients' influence values
+  ``(X'WX)^-1 x_i w_i (y_i - mu_i) mu'(eta_i) / V(mu_i)`` are the numerators of a
+  block of totals; the design sums them by PSU within strata (fpc, lonely PSU rules,
+  calibration residuals) and returns their covariance: the sandwich estimator;
+* **replicate weights** -- the model is refitted under every replicate at once
+  (vectorised IRLS steps from the full-sample fit, to convergence) and the spread of
+  the replicate coefficients, with the design's ``scale``, ``rscales`` and ``mse``,
+  is the covariance (R's ``svrVar``).
+
+A domain (``where=``) keeps the full design: rows outside it, and rows missing a
+variable of the model, stay in the design with no influence (R: ``svyglm`` on
+``subset(design, ...)``, ``na.omit``).
+
+Models are written as formulas, without evaluating any code: ``"y ~ age + sector *
+gender"``; ``a:b`` is an interaction, ``a*b`` means ``a + b + a:b``, ``- 1`` (or
+``+ 0``) drops the intercept, ``offset(x)`` and ``offset(log(x))`` add an offset, and
+a column name that is not a plain word is written in backticks (`` `fears/war` ``).
+Text and true/false columns are categorical, with R's treatment contrasts against
+their first level (levels in the order volna gives them: a question's choices, else
+sorted).
+
+>>> import polars as pl
+>>> from volna.design import SurveyDesign
+>>> frame = pl.DataFrame({
+...     "psu": [1, 1, 2, 2, 3, 3, 4, 4],
+...     "w": [1.0, 2.0, 1.0, 2.0, 1.0, 1.0, 2.0, 2.0],
+...     "x": [1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0],
+...     "y": [1.1, 2.3, 2.8, 4.4, 4.9, 6.2, 7.1, 7.7],
+... })
+>>> d = SurveyDesign.from_frame(frame, ids="psu", weights="w")
+>>> fit = d.glm("y ~ x")
+>>> fit.coefficients.round(4).tolist()
+[0.4039, 0.9307]
+>>> fit.df_residual
+2.0
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from volna.design import DesignError, label
+from volna.results import Estimates
+from volna.variance import RatioBlock, replicate_covariance
+
+if TYPE_CHECKING:
+    from volna.design import SurveyDesign
+
+
+class ModelError(DesignError):
+    """A model cannot be fitted as asked: its formula, a variable or the family.
+
+    >>> str(ModelError("formula 'y ~': no terms after '~'"))
+    "formula 'y ~': no terms after '~'"
+    """
+
+
+# ---------------------------------------------------------------------------------------
+# families
+
+
+@dataclass(frozen=True)
+class Family:
+    """A GLM family with its canonical link (the links ``svyglm`` uses by default)."""
+
+    name: str
+    link: str
+
+    def linkinv(self, eta: np.ndarray) -> np.ndarray:
+        if self.link == "identity":
+            return eta
+        if self.link == "logit":
+            # R's plogis clamps to keep mu inside (0, 1)
+            e = np.exp(-np.abs(eta))
+            mu = np.where(eta >= 0, 1.0 / (1.0 + e), e / (1.0 + e))
+            eps = np.finfo(float).eps
+            return np.clip(mu, eps, 1 - eps)
+        return np.maximum(np.exp(eta), np.finfo(float).eps)
+
+    def linkfun(self, mu: np.ndarray) -> np.ndarray:
+        if self.link == "identity":
+            return mu
+        if self.link == "logit":
+            return np.log(mu / (1 - mu))
+        return np.log(mu)
+
+    def mu_eta(self, eta: np.ndarray, mu: np.ndarray) -> np.ndarray:
+        if self.link == "identity":
+            return np.ones_like(eta)
+        if self.link == "logit":
+            return np.maximum(mu * (1 - mu), np.finfo(float).eps)
+        return mu
+
+    def variance(self, mu: np.ndarray) -> np.ndarray:
+        if self.link == "identity":
+            return np.ones_like(mu)
+        if self.link == "logit":
+            return mu * (1 - mu)
+        return mu
+
+    def start(self, y: np.ndarray) -> np.ndarray:
+        if self.link == "identity":
+            return y.copy()
+        if self.link == "logit":
+            return (y + 0.5) / 2.0
+        return y + 0.1
+
+    @property
+    def ratio_name(self) -> str | None:
+        """What ``exp(coefficient)`` is called, or None for the identity link."""
+        return {"logit": "odds ratio", "log": "rate ratio"}.get(self.link)
+
+
+FAMILIES = {
+    "gaussian": Family("gaussian", "identity"),
+    "binomial": Family("binomial", "logit"),
+    "quasibinomial": Family("quasibinomial", "logit"),
+    "poisson": Family("poisson", "log"),
+    "quasipoisson": Family("quasipoisson", "log"),
+}
+
+
+def _family(family: str | Family) -> Family:
+    if isinstance(family, Family):
+        return family
+    key = str(family).lower().replace("-", "").replace("_", "")
+    if key in ("linear", "normal"):
+        key = "gaussian"
+    if key in ("logistic", "logit"):
+        key = "quasibinomial"
+    if key not in FAMILIES:
+        raise ModelError(
+            f"family {family!r}: expected one of {', '.join(FAMILIES)} "
+            "(identity, logit and log links)"
+        )
+    return FAMILIES[key]
+
+
+# ---------------------------------------------------------------------------------------
+# formulas
+
+
+@dataclass(frozen=True)
+class Formula:
+    """A parsed model formula: response, terms (tuples of variables), intercept, offset.
+
+    >>> f = parse_formula("y ~ age + sector * gender + offset(log(n))")
+    >>> f.response, f.terms, f.offset
+    ('y', (('age',), ('sector',), ('gender',), ('sector', 'gender')), ('n', True))
+    >>> parse_formula("y ~ a:b - 1").intercept
+    False
+    """
+
+    response: str
+    terms: tuple[tuple[str, ...], ...]
+    intercept: bool = True
+    offset: tuple[str, bool] | None = None  # (column, take the log)
+
+    def term_label(self, term: tuple[str, ...]) -> str:
+        return ":".join(term)
+
+
+_TOKEN = re.compile(r"\s*(?:(`[^`]+`)|([A-Za-z_.][A-Za-z0-9_.]*)|(\d+)|([~+*:()\-]))")
+
+
+def _tokens(text: str) -> list[str]:
+    out, pos = [], 0
+    text = text.rstrip()
+    while pos < len(text):
+        m = _TOKEN.match(text, pos)
+        if not m or m.end() == pos:
+            raise ModelError(
+                f"formula {text!r}: cannot read {text[pos:].strip()[:20]!r}; expected "
+                "column names joined by +, *, : and -, with backticks around other names"
+            )
+        quoted, name, number, op = m.groups()
+        if quoted:
+            out.append("N" + quoted[1:-1])
+        elif name:
+            out.append("N" + name)
+        elif number:
+            out.append("#" + number)
+        else:
+            out.append(op)
+        pos = m.end()
+    return out
+
+
+class _Parser:
+    def __init__(self, text: str, tokens: list[str]) -> None:
+        self.text, self.t, self.i = text, tokens, 0
+        self.order: list[str] = []
+        self.offset: tuple[str, bool] | None = None
+        self.intercept = True
+
+    def error(self, what: str) -> ModelError:
+        return ModelError(f"formula {self.text!r}: {what}")
+
+    def peek(self) -> str | None:
+        return self.t[self.i] if self.i < len(self.t) else None
+
+    def take(self, expected: str | None = None) -> str:
+        tok = self.peek()
+        if tok is None or (expected is not None and tok != expected):
+            raise self.error(f"expected {expected or 'a term'} at the end")
+        self.i += 1
+        return tok
+
+    def expr(self) -> list[frozenset[str]]:
+        terms = self.product()
+        while self.peek() in ("+", "-"):
+            op = self.take()
+            if self.peek() in ("#0", "#1"):
+                num = self.take()
+                self.intercept = (op == "+") == (num == "#1")
+                continue
+            right = self.product()
+            if op == "+":
+                terms += [t for t in right if t not in terms]
+            else:
+                terms = [t for t in terms if t not in right]
+        return terms
+
+    def product(self) -> list[frozenset[str]]:
+        terms = self.interaction()
+        while self.peek() == "*":
+            self.take()
+            right = self.interaction()
+            crossed = [a | b for a in terms for b in right]
+            for t in right + crossed:
+                if t not in terms:
+                    terms.append(t)
+        return terms
+
+    def interaction(self) -> list[frozenset[str]]:
+        terms = self.atom()
+        while self.peek() == ":":
+            self.take()
+            right = self.atom()
+            out: list[frozenset[str]] = []
+            for t in (a | b for a in terms for b in right):
+                if t not in out:
+                    out.append(t)
+            terms = out
+        return terms
+
+    def atom(self) -> list[frozenset[str]]:
+        tok = self.take()
+        if tok == "(":
+            inner = self.expr()
+            self.take(")")
+            return inner
+        if tok in ("#0", "#1"):
+            self.intercept = tok == "#1"
+            return []
+        if tok.startswith("N"):
+            name = tok[1:]
+            if name == "offset" and self.peek() == "(":
+                self.take("(")
+                inner = self.take()
+                log = False
+                if inner == "Nlog" and self.peek() == "(":
+                    self.take("(")
+                    inner = self.take()
+                    self.take(")")
+                    log = True
+                if not inner.startswith("N"):
+                    raise self.error("offset() takes a column name or log(column)")
+                self.take(")")
+                if self.offset is not None:
+                    raise self.error("only one offset() is allowed")
+                self.offset = (inner[1:], log)
+                return []
+            if self.peek() == "(":
+                raise self.error(
+                    f"{name}(...) is not supported; compute the column first "
+                    "(only offset(x) and offset(log(x)) are read)"
+                )
+            if name not in self.order:
+                self.order.append(name)
+            return [frozenset([name])]
+        raise self.error(f"unexpected {tok.lstrip('N#')!r}")
+
+
+def parse_formula(formula: str) -> Formula:
+    """Read ``"y ~ a + b * c + a:d - 1 + offset(log(n))"`` without evaluating anything.
+
+    Terms come in R's order: main effects, then two-way interactions, and so on, each in
+    the order of first appearance; the variables of a term in the order they first
+    appear in the formula.
+
+    >>> parse_formula("y ~ b:a + a").terms
+    (('a',), ('b', 'a'))
+    """
+    if not isinstance(formula, str) or formula.count("~") != 1:
+        raise ModelError(
+            f"formula {formula!r}: expected one '~' between the response and the terms, "
+            "e.g. 'stay ~ age + sector'"
+        )
+    left, right = formula.split("~")
+    lt = _tokens(left)
+    if len(lt) != 1 or not lt[0].startswith("N"):
+        raise ModelError(f"formula {formula!r}: the response must be one column name")
+    tokens = _tokens(right)
+    if not tokens:
+        raise ModelError(f"formula {formula!r}: no terms after '~' (write '~ 1' for none)")
+    parser = _Parser(formula, tokens)
+    terms = parser.expr()
+    if parser.i != len(tokens):
+        raise parser.error(f"unexpected {tokens[parser.i].lstrip('N#')!r}")
+    rank = {v: k for k, v in enumerate(parser.order)}
+    ordered = sorted(
+        enumerate(terms), key=lambda it: (len(it[1]), it[0])
+    )  # by order, then appearance
+    out = tuple(tuple(sorted(t, key=rank.__getitem__)) for _, t in ordered)
+    return Formula(lt[0][1:], out, parser.intercept, parser.offset)
+
+
+# ---------------------------------------------------------------------------------------
+# model matrix
+
+
+@dataclass(frozen=True)
+class _Coef:
+    name: str  # R's column name: stypeH:sch.wideYes
+    term: str  # the term: stype:sch.wide
+    level: str | None  # H:Yes (levels of the categorical factors), None if numeric only
+    key: str  # the reference name: stype=H:sch.wide=Yes
+    term_index: int  # 0 for the intercept, else 1 + position in the terms
+
+
+@dataclass
+class _Matrix:
+    x: np.ndarray  # (n, p)
+    coefs: list[_Coef]
+    missing: np.ndarray  # (n,) rows missing a predictor
+    term_labels: list[str]
+
+
+def _variable(design: SurveyDesign, name: str):
+    """(kind, values or codes, levels) of a model variable."""
+    col = design.column(name)
+    if col.kind == "numeric":
+        return "numeric", col.values, ()
+    if col.kind == "boolean":
+        return "categorical", col.codes, ("False", "True")
+    return "categorical", col.codes, tuple(label(v) for v in col.levels)
+
+
+def _model_matrix(design: SurveyDesign, formula: Formula) -> _Matrix:
+    n = design.data.height
+    variables = {}
+    for term in formula.terms:
+        for v in term:
+            if v not in variables:
+                variables[v] = _variable(design, v)
+    missing = np.zeros(n, dtype=bool)
+    for kind, values, _ in variables.values():
+        missing |= np.isnan(values) if kind == "numeric" else values < 0
+    present = {frozenset(t) for t in formula.terms}
+    if formula.intercept:
+        present.add(frozenset())
+    columns: list[np.ndarray] = []
+    coefs: list[_Coef] = []
+    if formula.intercept:
+        columns.append(np.ones(n))
+        coefs.append(_Coef("(Intercept)", "(Intercept)", None, "(Intercept)", 0))
+    labels = []
+    for t_index, term in enumerate(formula.terms, start=1):
+        term_label = ":".join(term)
+        labels.append(term_label)
+        # per variable: list of (column values, R name, level, reference name)
+        parts = []
+        for v in term:
+            kind, values, levels = variables[v]
+            if kind == "numeric":
+                parts.append([(np.nan_to_num(values), v, None, v)])
+                continue
+            rest = frozenset(term) - {v}
+            # R: a factor is coded by contrasts when the term without it is in the model
+            first = 1 if rest in present else 0
+            parts.append(
+                [
+                    ((values == k).astype(float), f"{v}{levels[k]}", levels[k], f"{v}={levels[k]}")
+                    for k in range(first, len(levels))
+                ]
+            )
+        combos = [((), np.ones(n))]
+        # the first variable varies fastest, as in R's model.matrix
+        for cols in parts:
+            combos = [((*names, c), prod * c[0]) for c in cols for names, prod in combos]
+        for names, values in combos:
+            levels = [c[2] for c in names if c[2] is not None]
+            coefs.append(
+                _Coef(
+                    ":".join(c[1] for c in names),
+                    term_label,
+                    ":".join(levels) if levels else None,
+                    ":".join(c[3] for c in names),
+                    t_index,
+                )
+            )
+            columns.append(values)
+    x = np.column_stack(columns) if columns else np.zeros((n, 0))
+    return _Matrix(x, coefs, missing, labels)
+
+
+def _response(design: SurveyDesign, name: str, family: Family) -> np.ndarray:
+    col = design.column(name)
+    if col.kind in ("numeric", "boolean"):
+        y = col.values.astype(float)
+    elif family.link == "logit" and len(col.levels) == 2:
+        # R: the first level of a two-level factor is failure, the second success
+        y = np.where(col.codes < 0, np.nan, (col.codes == 1).astype(float))
+    else:
+        raise ModelError(
+            f"response {name}: a categorical column with {len(col.levels)} levels; expected "
+            "numbers, true/false, or two levels for a logistic model"
+        )
+    ok = ~np.isnan(y)
+    if family.link == "logit" and ((y[ok] < 0) | (y[ok] > 1)).any():
+        raise ModelError(f"response {name}: a logistic model needs values between 0 and 1")
+    if family.link == "log" and (y[ok] < 0).any():
+        raise ModelError(f"response {name}: a Poisson model needs values of 0 or more")
+    return y
+
+
+# ---------------------------------------------------------------------------------------
+# fitting
+
+
+def _irls(x, y, w, offset, family: Family, beta=None, tol=1e-11, maxit=100):
+    """Weighted IRLS to convergence; returns (beta, working weights, mu, eta, iterations)."""
+    p = x.shape[1]
+    if beta is None:
+        mu = family.start(y)
+        eta = family.linkfun(mu)
+    else:
+        eta = x @ beta + offset
+    it = 0
+    for it in range(1, maxit + 1):  # noqa: B007
+        mu = family.linkinv(eta)
+        d = family.mu_eta(eta, mu)
+        ww = w * d * d / family.variance(mu)
+        z = eta - offset + (y - mu) / d
+        xw = x * ww[:, None]
+        new = np.linalg.solve(xw.T @ x, xw.T @ z) if p else np.zeros(0)
+        eta = x @ new + offset
+        done = beta is not None and np.all(np.abs(new - beta) <= tol * (1 + np.abs(new)))
+        beta = new
+        if family.link == "identity" or done:
+            break
+    else:
+        raise ModelError(f"the {family.name} model did not converge in {maxit} iterations")
+    mu = family.linkinv(eta)
+    d = family.mu_eta(eta, mu)
+    ww = w * d * d / family.variance(mu)
+    return beta, ww, mu, eta, it
+
+
+def _independent_columns(x: np.ndarray, w: np.ndarray, tol: float = 1e-7) -> np.ndarray:
+    """Columns kept, left to right, dropping those collinear with earlier ones (R's NA)."""
+    xw = x * np.sqrt(w)[:, None]
+    keep: list[int] = []
+    q = np.zeros((x.shape[0], 0))
+    for j in range(x.shape[1]):
+        col = xw[:, j]
+        norm = np.linalg.norm(col)
+        if norm == 0:
+            continue
+        resid = col - q @ (q.T @ col)
+        if np.linalg.norm(resid) > tol * norm:
+            keep.append(j)
+            q = np.column_stack([q, resid / np.linalg.norm(resid)])
+    return np.array(keep, dtype=int)
+
+
+def _replicate_fits(x, y, weights, offset, family, beta0, tol=1e-10, maxit=50):
+    """Coefficients ``(p, R)`` refitted under every replicate weight column at once."""
+    n, p = x.shape
+    R = weights.shape[1]
+    beta = np.repeat(beta0[None, :], R, axis=0)  # (R, p)
+    chunk = max(1, (1 << 21) // max(p * p, 1))
+    for _ in range(maxit):
+        eta = x @ beta.T + offset[:, None]
+        mu = family.linkinv(eta)
+        d = family.mu_eta(eta, mu)
+        ww = weights * d * d / family.variance(mu)
+        z = eta - offset[:, None] + (y[:, None] - mu) / d
+        gram = np.zeros((R, p * p))
+        for i0 in range(0, n, chunk):
+            xc = x[i0 : i0 + chunk]
+            outer = (xc[:, :, None] * xc[:, None, :]).reshape(len(xc), p * p)
+            gram += (outer.T @ ww[i0 : i0 + chunk]).T
+        rhs = (x.T @ (ww * z)).T  # (R, p)
+        new = np.full_like(beta, np.nan)
+        g = gram.reshape(R, p, p)
+        ok = np.linalg.matrix_rank(g) == p if R else np.zeros(0, bool)
+        if ok.any():
+            new[ok] = np.linalg.solve(g[ok], rhs[ok][:, :, None])[:, :, 0]
+        change = np.abs(new - beta)
+        beta = new
+        if family.link == "identity" or np.all(
+            (change <= tol * (1 + np.abs(new))) | ~np.isfinite(new)
+        ):
+            break
+    return beta.T
+
+
+# ---------------------------------------------------------------------------------------
+# results
+
+
+@dataclass(eq=False)
+class GlmFit:
+    """A design-based generalised linear model: coefficients, covariance, tests.
+
+    Read it with :meth:`table` (the tidy estimate table, ``exp=True`` for odds or rate
+    ratios), :meth:`summary`, :meth:`wald_test`, ``vcov`` and ``coefficients``.
+    """
+
+    formula: Formula
+    family: Family
+    names: list[str]  # R's coefficient names
+    coefs: list[_Coef]
+    coefficients: np.ndarray
+    vcov: np.ndarray
+    df_residual: float
+    design_df: float
+    dispersion: float
+    n: int
+    n_weighted: float
+    missing: int
+    iterations: int
+    variance_method: str
+    where: str | None = None
+    conf_level: float = 0.95
+    term_labels: list[str] = field(default_factory=list)
+    flags: list[str] = field(default_factory=list)
+
+    @property
+    def se(self) -> np.ndarray:
+        return np.sqrt(np.diag(self.vcov))
+
+    def table(self, exp: bool = False, conf_level: float | None = None) -> Estimates:
+        """One row per coefficient: the estimate table every report reads.
+
+        ``variable`` is the term (``sector``, ``age:sector``), ``level`` the level of
+        its categorical variables (``it``), ``term`` R's name for the coefficient
+        written as the reference cases write it (``sector=it``). ``statistic`` is the
+        t value, ``df`` the residual degrees of freedom (design df + 1 - coefficients),
+        intervals are Wald intervals with t on that df (R's ``confint.svyglm``).
+        ``exp=True`` gives odds ratios (logit) or rate ratios (log): estimates and
+        interval limits exponentiated, the standard error by the delta method.
+        """
+        from scipy import stats  # imported on first use: it is slow to import
+
+        level = self.conf_level if conf_level is None else conf_level
+        b, se, df = self.coefficients, self.se, self.df_residual
+        with np.errstate(divide="ignore", invalid="ignore"):
+            t = b / se
+        if df > 0:
+            p = 2 * stats.t.sf(np.abs(t), df)
+            crit = stats.t.ppf(0.5 + level / 2, df)
+        else:
+            p = np.full(len(b), np.nan)
+            crit = np.nan
+        low, high = b - crit * se, b + crit * se
+        estimator = "glm"
+        if exp:
+            if self.family.ratio_name is None:
+                raise ModelError(
+                    "exp=True: a gaussian (identity link) model has no odds or rate ratios"
+                )
+            b, se, low, high = np.exp(b), np.exp(b) * se, np.exp(low), np.exp(high)
+            estimator = self.family.ratio_name
+        flags = [list(self.flags) + (["no_degrees_of_freedom"] if df <= 0 else [])] * len(b)
+        cols = {
+            "variable": [c.term for c in self.coefs],
+            "level": [c.level for c in self.coefs],
+            "domain": [self.where] * len(b),
+            "estimator": [estimator] * len(b),
+            "estimate": b.tolist(),
+            "se": se.tolist(),
+            "ci_low": low.tolist(),
+            "ci_high": high.tolist(),
+            "ci_method": ["t"] * len(b),
+            "df": [float(df)] * len(b),
+            "n": [self.n] * len(b),
+            "n_weighted": [self.n_weighted] * len(b),
+            "missing": [self.missing] * len(b),
+            "flags": flags,
+            "statistic": t.tolist(),
+            "p_value": p.tolist(),
+            "term": [c.key for c in self.coefs],
+            "coefficient": [c.name for c in self.coefs],
+        }
+        return Estimates(
+            cols, conf_level=level, estimator=estimator, where=self.where, vcov=self.vcov
+        )
+
+    def to_polars(self, exp: bool = False):
+        """The coefficient table as a polars DataFrame (see :meth:`table`)."""
+        return self.table(exp=exp).to_polars()
+
+    def to_pandas(self, exp: bool = False):
+        """The coefficient table as a pandas DataFrame (see :meth:`table`)."""
+        return self.table(exp=exp).to_pandas()
+
+    def wald_test(self, terms: str | Sequence[str], df: float | None = None) -> Estimates:
+        """Test that all coefficients of some terms are zero (R's ``regTermTest``, Wald).
+
+        ``terms`` are term labels (``"sector"``, ``"age:sector"``; the order of the
+        variables of an interaction does not matter). With ``df`` None the statistic is
+        ``F = X / k`` on (k, residual df); ``df=math.inf`` gives ``Chisq = X`` on k,
+        where ``X = b' V^-1 b`` over the k coefficients tested.
+        """
+        from scipy import stats
+
+        wanted = [terms] if isinstance(terms, str) else list(terms)
+        canon = {":".join(sorted(t.split(":"))): i for i, t in enumerate(self.term_labels)}
+        index = []
+        for term in wanted:
+            key = ":".join(sorted(str(term).replace(" ", "").split(":")))
+            if key not in canon:
+                raise ModelError(
+                    f"wald_test: term {term!r} is not in the model; its terms are "
+                    + ", ".join(self.term_labels)
+                )
+            pos = canon[key] + 1
+            index += [j for j, c in enumerate(self.coefs) if c.term_index == pos]
+        b = self.coefficients[index]
+        v = self.vcov[np.ix_(index, index)]
+        chisq = float(b @ np.linalg.solve(v, b))
+        k = len(index)
+        ddf = self.df_residual if df is None else float(df)
+        if math.isinf(ddf):
+            stat, p, name = chisq, float(stats.chi2.sf(chisq, k)), "Chisq"
+        else:
+            stat, p, name = chisq / k, float(stats.f.sf(chisq / k, k, ddf)), "F"
+        return Estimates(
+            {
+                "variable": [" + ".join(wanted)],
+                "estimator": [f"wald_{name.lower()}"],
+                "statistic": [stat],
+                "ndf": [float(k)],
+                "ddf": [ddf],
+                "p_value": [p],
+                "domain": [self.where],
+                "flags": [[]],
+            },
+            estimator="Wald test",
+            where=self.where,
+        )
+
+    def summary(self, exp: bool = False) -> str:
+        """A readable summary, like R's ``summary(svyglm)``.
+
+        >>> import polars as pl
+        >>> from volna.design import SurveyDesign
+        >>> d = SurveyDesign.from_frame(pl.DataFrame({"y": [1.0, 3.0, 2.0, 5.0, 4.0],
+        ...     "x": [1.0, 2.0, 3.0, 4.0, 5.0]}))
+        >>> print(d.glm("y ~ x").summary())  # doctest: +NORMALIZE_WHITESPACE
+        Design-based gaussian model (identity link): y ~ x
+        linearization; 5 rows; residual df 3
+                     estimate       se        t  df  p_value    ci_low  ci_high
+        (Intercept)       0.9  0.34641  2.59808   3  0.08063  -0.20243  2.00243
+        x                 0.7  0.22361  3.13050   3  0.05183  -0.01162  1.41162
+        dispersion 1.5
+        """
+        tab = self.table(exp=exp)
+        rows = list(tab)
+        what = "estimate" if not exp else (self.family.ratio_name or "estimate")
+        header = [what, "se", "t", "df", "p_value", "ci_low", "ci_high"]
+        names = [c.name for c in self.coefs]
+        width = max([len(n) for n in names] + [4])
+        body = []
+        for name, r in zip(names, rows, strict=True):
+            cells = [
+                _g(r["estimate"]),
+                _g(r["se"]),
+                f"{r['statistic']:.5f}" if np.isfinite(r["statistic"]) else "NaN",
+                _g(r["df"]),
+                f"{r['p_value']:.4g}" if r["p_value"] is not None else "NaN",
+                _g(r["ci_low"]),
+                _g(r["ci_high"]),
+            ]
+            body.append([name] + cells)
+        widths = [width] + [
+            max(len(header[j]), *(len(b[j + 1]) for b in body)) for j in range(len(header))
+        ]
+        lines = [
+            f"Design-based {self.family.name} model ({self.family.link} link): "
+            + self.formula_text(),
+            f"{self.variance_method}; {self.n} rows"
+            + (f" ({self.missing} missing)" if self.missing else "")
+            + (f"; where {self.where}" if self.where else "")
+            + f"; residual df {_g(self.df_residual)}",
+            "  ".join(
+                [" " * width] + [h.rjust(w) for h, w in zip(header, widths[1:], strict=True)]
+            ),
+        ]
+        for b in body:
+            lines.append(
+                "  ".join(
+                    [b[0].ljust(width)]
+                    + [c.rjust(w) for c, w in zip(b[1:], widths[1:], strict=True)]
+                )
+            )
+        lines.append(f"dispersion {_g(self.dispersion)}")
+        return "\n".join(lines)
+
+    def formula_text(self) -> str:
+        f = self.formula
+        rhs = [":".join(t) for t in f.terms]
+        if not f.intercept:
+            rhs.append("- 1")
+        if f.offset is not None:
+            rhs.append(f"offset(log({f.offset[0]}))" if f.offset[1] else f"offset({f.offset[0]})")
+        text = " + ".join(rhs) if rhs else "1"
+        return f"{f.response} ~ {text}".replace("+ - 1", "- 1")
+
+    def __repr__(self) -> str:
+        return self.summary()
+
+
+def _g(v: float | None) -> str:
+    if v is None or not np.isfinite(v):
+        return "NaN"
+    return f"{v:.5g}" if abs(v) >= 1e-4 or v == 0 else f"{v:.4e}"
+
+
+# ---------------------------------------------------------------------------------------
+# the estimator
+
+
+def glm(
+    design: SurveyDesign,
+    formula: str,
+    family: str | Family = "gaussian",
+    *,
+    where=None,
+    offset=None,
+    conf_level: float = 0.95,
+) -> GlmFit:
+    """Fit a generalised linear model with design-based standard errors (R's ``svyglm``).
+
+    ``formula`` is ``"response ~ terms"`` (see :func:`parse_formula`); ``family`` one of
+    ``gaussian`` (identity link), ``binomial``/``quasibinomial`` (logit; ``logistic``
+    means quasibinomial), ``poisson``/``quasipoisson`` (log). A family and its quasi
+    version give the same coefficients and standard errors, as in ``svyglm``.
+    ``offset`` (a column name, Series or array) is added to the linear predictor, like
+    ``offset(...)`` in the formula. ``where`` restricts the fit to a domain of the full
+    design. Rows missing the response, a predictor or the offset are left out of the
+    fit with no influence; ``missing`` counts those in the domain.
+
+    >>> import polars as pl
+    >>> from volna.design import SurveyDesign
+    >>> frame = pl.DataFrame({
+    ...     "stratum": ["a"] * 6 + ["b"] * 6,
+    ...     "stay": [1, 0, 1, 1, 0, 1, 0, 0, 1, 0, 1, 0],
+    ...     "age": [25, 40, 31, 22, 52, 28, 45, 38, 27, 60, 33, 48],
+    ...     "sector": ["it", "arts", "it", "it", "arts", "arts"] * 2,
+    ... })
+    >>> d = SurveyDesign.from_frame(frame, strata="stratum")
+    >>> fit = d.glm("stay ~ age + sector", family="quasibinomial")
+    >>> fit.table(exp=True).to_polars().select("variable", "level", "estimate").with_columns(
+    ...     pl.col("estimate").round(4))
+    shape: (3, 3)
+    ┌─────────────┬───────┬──────────┐
+    │ variable    ┆ level ┆ estimate │
+    │ ---         ┆ ---   ┆ ---      │
+    │ str         ┆ str   ┆ f64      │
+    ╞═════════════╪═══════╪══════════╡
+    │ (Intercept) ┆ null  ┆ 168.2133 │
+    │ age         ┆ null  ┆ 0.8724   │
+    │ sector      ┆ it    ┆ 1.6426   │
+    └─────────────┴───────┴──────────┘
+    """
+    fam = _family(family)
+    f = parse_formula(formula)
+    n = design.data.height
+    if offset is not None and f.offset is not None:
+        raise ModelError("give the offset either in the formula or as offset=, not both")
+    off = np.zeros(n)
+    off_missing = np.zeros(n, dtype=bool)
+    if f.offset is not None:
+        col = design.column(f.offset[0])
+        if col.kind != "numeric":
+            raise ModelError(f"offset {f.offset[0]}: expected numbers, got {col.kind} values")
+        off = col.values.copy()
+        if f.offset[1]:
+            with np.errstate(divide="ignore", invalid="ignore"):
+                bad = off <= 0
+                if bad.any():
+                    row = int(np.flatnonzero(bad)[0])
+                    raise ModelError(
+                        f"offset log({f.offset[0]}): row {row + 1}: value {label(off[row])} "
+                        "has no logarithm; expected positive numbers"
+                    )
+                off = np.log(off)
+    elif offset is not None:
+        col = design.column(offset)
+        if col.kind != "numeric":
+            raise ModelError("offset: expected numbers")
+        off = col.values.copy()
+    off_missing = np.isnan(off)
+    off = np.nan_to_num(off)
+    y = _response(design, f.response, fam)
+    mm = _model_matrix(design, f)
+    domain = np.ones(n, dtype=bool) if design.restriction is None else design.restriction.copy()
+    where_label = None
+    if where is not None:
+        from volna.design import describe_spec
+
+        domain &= design._mask(where, "where")
+        where_label = describe_spec(where)
+    missing = mm.missing | np.isnan(y) | off_missing
+    fit_rows = domain & ~missing
+    w_all = np.where(fit_rows, design.weights, 0.0)
+    rows = np.flatnonzero(fit_rows & (w_all > 0))
+    if len(rows) == 0:
+        raise ModelError(f"model {formula!r}: no row with a positive weight to fit")
+    x, yy, w, oo = mm.x[rows], np.nan_to_num(y[rows]), w_all[rows], off[rows]
+    # rescaled as svyglm does; coefficients and covariance do not depend on it
+    w_scaled = w / w.mean()
+    keep = _independent_columns(x, w_scaled)
+    coefs = [mm.coefs[j] for j in keep]
+    xk = x[:, keep]
+    beta, ww, mu, eta, iterations = _irls(xk, yy, w_scaled, oo, fam)
+    flags = []
+    if len(keep) < x.shape[1]:
+        flags.append("aliased_coefficients")
+    p = len(keep)
+    if design.is_replicate:
+        rep = design.replicates
+        reps = rep.weights[rows]
+        betas = _replicate_fits(xk, yy, reps, oo, fam, beta)
+        vcov = replicate_covariance(betas, beta, rep.scale, rep.rscales, rep.mse)
+        design_df = (design.subset(domain) if where is not None else design).degf
+        method = f"{rep.type} replicate weights ({rep.n_replicates})"
+    else:
+        a_inv = np.linalg.inv((xk * ww[:, None]).T @ xk)
+        d = fam.mu_eta(eta, mu)
+        score = (yy - mu) * d / fam.variance(mu) * (w_scaled / w)  # times w in the block
+        infl = (xk * score[:, None]) @ a_inv
+        base = np.where(fit_rows, 0, -1).astype(np.int64)
+        blocks = []
+        for j in range(p):
+            num = np.zeros(n)
+            num[rows] = infl[:, j]
+            blocks.append(RatioBlock(base=base, n_bases=1, numerator=num, kind="total"))
+        results = design.evaluate(blocks, covariance=True)
+        vcov = results[0].covariance
+        design_df = float(results[0].degf()[0])
+        method = "linearization"
+    vcov = (vcov + vcov.T) / 2
+    df_residual = float(design_df) + 1 - p
+    # R's dispersion: the weighted variance of the Pearson residuals over the fit's rows;
+    # with missing values survey 4.1.1 multiplies them by sqrt(mean w of the fit's rows /
+    # mean w of the domain)
+    r = (yy - mu) / np.sqrt(fam.variance(mu))
+    if not design.is_replicate:
+        dom_w = design.weights[domain]
+        r = r * math.sqrt(w.sum() / len(np.flatnonzero(fit_rows)) / dom_w.mean())
+    rbar = np.sum(w * r) / w.sum()
+    m = len(rows)
+    dispersion = m / (m - 1) * np.sum(w * (r - rbar) ** 2) / w.sum() if m > 1 else math.nan
+    return GlmFit(
+        formula=f,
+        family=fam,
+        names=[c.name for c in coefs],
+        coefs=coefs,
+        coefficients=beta,
+        vcov=vcov,
+        df_residual=df_residual,
+        design_df=float(design_df),
+        dispersion=float(dispersion),
+        n=int(fit_rows.sum()),
+        n_weighted=float(w.sum()),
+        missing=int((domain & missing).sum()),
+        iterations=iterations,
+        variance_method=method,
+        where=where_label,
+        conf_level=conf_level,
+        term_labels=mm.term_labels,
+        flags=flags,
+    )
