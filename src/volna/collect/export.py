@@ -168,7 +168,8 @@ def response_table(
     allowed = set(answer_columns)
     id_column = next((p.name for p in questionnaire.paradata if p.type == "id"), "respondent_id")
     duration_column = next(
-        (p.name for p in questionnaire.paradata if p.type == "duration"), "duration_sec"
+        (p.name for p in questionnaire.paradata if p.type == "duration" and p.page is None),
+        "duration_sec",
     )
     notes = []
     cells: dict[str, list[str | None]] = {c: [] for c in questionnaire.columns}

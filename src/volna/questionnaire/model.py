@@ -263,14 +263,21 @@ class Paradata:
     study needs it (YAML ``required: true``; in an XLSForm, ``yes`` in the
     ``required`` column of the metadata row or of the ``volna_paradata`` sheet).
 
+    ``page`` makes a ``duration`` the time the respondent spent on one page of
+    the form: the section of that name (its questions and those of the sections
+    inside it). Screening turns it into seconds per answered item on that page.
+
     >>> Paradata("respondent_id", "id", required=True).required
     True
+    >>> Paradata("t_health", "duration", page="health").page
+    'health'
     """
 
     name: str
     type: str = "text"
     labels: Mapping[str, str] = field(default_factory=dict)
     required: bool = False
+    page: str | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "labels", _frozen_labels(self.labels))
@@ -443,6 +450,25 @@ class Questionnaire:
                 return s
         raise QuestionnaireError(f"{self._where}no section named {name!r}")
 
+    @property
+    def page_times(self) -> tuple[Paradata, ...]:
+        """The paradata that time one page each (``duration`` with a ``page``), in order.
+
+        >>> q = Questionnaire.loads('''
+        ... id: d
+        ... paradata: [{name: t_a, type: duration, page: a}]
+        ... questions: [{section: a, questions: [{name: x, type: integer}]}]
+        ... ''')
+        >>> [(p.name, p.page) for p in q.page_times], [x.name for x in q.page_questions("a")]
+        ([('t_a', 'a')], ['x'])
+        """
+        return tuple(p for p in self.paradata if p.page is not None)
+
+    def page_questions(self, page: str) -> tuple[Question, ...]:
+        """The answerable questions shown on a page: the section's and its subsections'."""
+        self.section(page)
+        return tuple(q for q in self.answerable if page in q.section)
+
     def __getitem__(self, name: str) -> Question:
         try:
             return self._by_name[name]
@@ -551,6 +577,24 @@ class Questionnaire:
                     f"{w}paradata {p.name}: unknown type {p.type!r} "
                     f"(expected one of {', '.join(PARADATA_TYPES)})"
                 )
+        timed: dict[str, str] = {}
+        for p in self.paradata:
+            if p.page is None:
+                continue
+            if p.type != "duration":
+                raise QuestionnaireError(
+                    f"{w}paradata {p.name}: a page time must be of type duration, not {p.type!r}"
+                )
+            if p.page not in section_names:
+                raise QuestionnaireError(
+                    f"{w}paradata {p.name}: page {p.page!r} is not a section "
+                    f"(the sections: {', '.join(sorted(section_names)) or 'none'})"
+                )
+            if p.page in timed:
+                raise QuestionnaireError(
+                    f"{w}paradata {p.name}: page {p.page!r} is already timed by {timed[p.page]}"
+                )
+            timed[p.page] = p.name
         for q in self.questions:
             self._check_question(q)
         names = set(seen) | section_names

@@ -46,7 +46,8 @@ ignore (checked: pyxform 4.5 converts the export and ODK Validate accepts it):
     columns ``name``, ``type`` and ``label::<Language (code)>``: every paradata
     column in order, written when some paradata has no XLSForm type;
     ``required`` is ``yes`` where the study needs the column in every response
-    file (otherwise a response file may lack it: read as empty). A
+    file (otherwise a response file may lack it: read as empty); ``page``
+    names the group (section) whose time on page a ``duration`` row holds. A
     ``start``/``end``/``today`` row of the survey sheet says so in its
     ``required`` column.
 ``volna_checks`` sheet
@@ -190,7 +191,7 @@ _CHOICE_KEYS = {"list_name", "name", "label", "missing", "exclusive", "other"}
 _VOLNA_CHOICE_KEYS = {"volna::value", "volna::missing", "volna::exclusive", "volna::other"}
 # What pyxform can take as choices headers (they become XML element names).
 _VOLNA_CHOICE_COLUMNS = {"volna_" + k.split("::")[1]: k for k in _VOLNA_CHOICE_KEYS}
-_PARADATA_KEYS = {"name", "type", "label", "required"}
+_PARADATA_KEYS = {"name", "type", "label", "required", "page"}
 _SETTINGS_KEYS = {
     "form_id",
     "id_string",
@@ -1265,7 +1266,8 @@ class _Reader:
                 )
             labels = self.texts(sheet, row, values, "label")
             required = self.flag(sheet, row, values, "required")
-            out.append((row, Paradata(name, ptype, labels, required=required)))
+            page = self.text(sheet, values, "page") or None
+            out.append((row, Paradata(name, ptype, labels, required=required, page=page)))
         return out
 
     def checks_sheet(self, sheet: _Sheet | None) -> list[Check]:
@@ -1708,7 +1710,7 @@ def _build_workbook(q: Questionnaire) -> Any:
     settings.write(book.create_sheet("settings"))
     if len(in_survey) < len(q.paradata):
         table = _Table(
-            ["name", "type", *_translated("label", languages), "required"],
+            ["name", "type", *_translated("label", languages), "required", "page"],
             always=["name", "type"],
         )
         for p in q.paradata:
@@ -1718,6 +1720,7 @@ def _build_workbook(q: Questionnaire) -> Any:
                     "type": p.type,
                     **_spread("label", p.labels, default),
                     "required": "yes" if p.required else None,
+                    "page": p.page,
                 }
             )
         table.write(book.create_sheet(PARADATA_SHEET))

@@ -28,6 +28,10 @@ end times); ``required: true`` says the study needs it in every file::
     paradata:
       - {name: respondent_id, type: id, required: true}
       - {name: start, type: datetime}
+      - {name: t_departure, type: duration, page: departure}
+
+``page`` names a section: that ``duration`` is the time spent on the section's
+page (screening's ``page_speed`` rule reads it).
 
 Every error names the file, the line and the key, because a researcher
 editing 300 lines of YAML needs to know exactly where to look.
@@ -93,7 +97,7 @@ _QUESTION_KEYS = {
 _CHECK_KEYS = {"name", "when", "message"}
 _SECTION_KEYS = {"section", "label", "relevant", "questions"}
 _CHOICE_KEYS = {"code", "label", "value", "exclusive", "other", "missing"}
-_PARADATA_KEYS = {"name", "type", "label", "required"}
+_PARADATA_KEYS = {"name", "type", "label", "required", "page"}
 
 
 # -- reading YAML with line numbers -------------------------------------------
@@ -455,6 +459,7 @@ class _Reader:
                     self.text(pm, "type", f"paradata[{i}]") or "text",
                     self.labels(pm, "label", f"paradata[{i}]"),
                     required=self.flag(pm, "required", f"paradata[{i}]"),
+                    page=self.text(pm, "page", f"paradata[{i}]") or None,
                 )
             )
         if "questions" not in m:
@@ -641,6 +646,7 @@ def to_dict(q: Questionnaire) -> dict[str, Any]:
                 "type": p.type,
                 **({"label": dict(p.labels)} if p.labels else {}),
                 **({"required": True} if p.required else {}),
+                **({"page": p.page} if p.page is not None else {}),
             }
             for p in q.paradata
         ]
