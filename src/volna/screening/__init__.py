@@ -13,6 +13,13 @@ The rules, each vectorised over all rows:
     completion time under ``fraction_of_median`` (0.5) of the median time of
     complete interviews, or under ``seconds_per_item`` (2) seconds per answered
     question; only when the questionnaire declares a ``duration`` paradata column.
+``page_speed``
+    a page of the form answered at under ``fraction_of_median`` (0.25) of that
+    page's median seconds per answered item, or under ``seconds_per_item``
+    (off by default), on at least ``at_least`` (1) pages; the reasons name the
+    pages. Only when the questionnaire times its pages (``duration`` paradata
+    with ``page: <section>``): a bot that fills some pages at random fills
+    them fast, while its total time can look like anyone's.
 ``straightliner``
     a grid of scale questions (those sharing a choice list, or declared in the
     rules) answered with one value throughout (zero variance), or with a run of
@@ -95,6 +102,7 @@ from volna.screening.rules import (
     FormFlagsRule,
     GibberishRule,
     LogicRule,
+    PageSpeedRule,
     PartialRule,
     ScreeningError,
     ScreeningRules,
@@ -104,6 +112,7 @@ from volna.screening.rules import (
     read_rules,
 )
 from volna.screening.sensitivity import sensitivity
+from volna.screening.speed import page_seconds_per_item
 
 __all__ = [
     "BUILT_IN",
@@ -113,6 +122,7 @@ __all__ = [
     "FormFlagsRule",
     "GibberishRule",
     "LogicRule",
+    "PageSpeedRule",
     "PartialRule",
     "ScreeningError",
     "ScreeningResult",
@@ -122,6 +132,7 @@ __all__ = [
     "_empty_pairs",
     "_flagged_where",
     "careless_indices",
+    "page_seconds_per_item",
     "parse_rules",
     "read_rules",
     "screen",

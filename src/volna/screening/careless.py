@@ -27,6 +27,9 @@ index               what (source)                                             fl
 ``random_answers``  log Bayes factor of uniform random answers against a      ``<`` cut-off
                     latent class model of the sample (:mod:`.mixture`);       (p, 0.001)
                     value: its p against the sample's median and MAD
+``page_speed``      the fastest timed page's seconds per answered item over   ``<`` cut-off
+                    that page's median (only where the questionnaire times
+                    its pages; the ``page_speed`` rule flags the same alone)
 ==================  ========================================================  =====================
 """
 
@@ -50,6 +53,7 @@ from volna.screening.mixture import random_answer_evidence, robust_p
 from volna.screening.outliers import robust_distances
 from volna.screening.personfit import guttman_errors, rare_answers
 from volna.screening.rules import CarelessRule
+from volna.screening.speed import page_seconds_per_item, page_speed_ratio
 
 #: Which way each index points: flagged above (+1) or below (-1) its cut-off.
 DIRECTION = {
@@ -62,6 +66,7 @@ DIRECTION = {
     "person_fit": +1,
     "rare_answers": -1,
     "random_answers": -1,
+    "page_speed": -1,
 }
 
 
@@ -110,6 +115,11 @@ def careless_indices(
     if codes.shape[1] >= min_items:
         out["rare_answers"] = stats.norm.cdf(rare_answers(codes))
         out["random_answers"] = robust_p(random_answer_evidence(frame, q, min_items=min_items))
+    pages, pace = page_seconds_per_item(frame, q)
+    if pages:
+        ratio = page_speed_ratio(pace)
+        out["page_speed"] = np.min(np.where(np.isnan(ratio), np.inf, ratio), axis=1)
+        out["page_speed"][np.isinf(out["page_speed"])] = np.nan
     return pl.DataFrame({k: pl.Series(v, dtype=pl.Float64).fill_nan(None) for k, v in out.items()})
 
 

@@ -15,7 +15,7 @@ from volna.screening.careless import _careless
 from volna.screening.checks import _attention, _form_flags, _gibberish, _honeypot, _logic
 from volna.screening.duplicates import _duplicates, _empty_clusters, _empty_pairs
 from volna.screening.rules import BUILT_IN, ScreeningError, ScreeningRules, read_rules
-from volna.screening.speed import _speeders
+from volna.screening.speed import _page_speed, _speeders
 from volna.screening.straightlining import _straightliners
 
 # -- the result ---------------------------------------------------------------------
@@ -157,6 +157,10 @@ def screen(
         found = _speeders(frame, questionnaire, rules.speeders, answered, partial)
         if found is not None:
             flags["speeder"] = found
+    if rules.page_speed is not None:
+        found = _page_speed(frame, questionnaire, rules.page_speed)
+        if found is not None:
+            flags["page_speed"] = found
     if rules.straightlining is not None:
         flags["straightliner"] = _straightliners(frame, questionnaire, rules.straightlining)
     if rules.duplicates is not None:

@@ -34,6 +34,21 @@ class SpeederRule:
 
 
 @dataclass(frozen=True)
+class PageSpeedRule:
+    """Pages answered too fast: seconds per answered item on a page of the form.
+
+    A page is too fast under ``fraction_of_median`` of the median seconds per
+    item on that page, or under ``seconds_per_item`` (off by default); a
+    respondent is flagged with at least ``at_least`` such pages. Runs when the
+    questionnaire times pages (``duration`` paradata with a ``page``).
+    """
+
+    fraction_of_median: float = 0.25
+    seconds_per_item: float | None = None
+    at_least: int = 1
+
+
+@dataclass(frozen=True)
 class StraightliningRule:
     """One answer down a grid of scale questions.
 
@@ -131,6 +146,7 @@ class LogicRule:
 #: Names of the built-in rules, in the order they are reported.
 BUILT_IN = (
     "speeder",
+    "page_speed",
     "straightliner",
     "duplicate",
     "careless",
@@ -150,10 +166,11 @@ class ScreeningRules:
     flags exclude a respondent; ``None`` means every rule that runs.
 
     >>> ScreeningRules().names
-    ('speeder', 'straightliner', 'duplicate', 'careless', 'partial', 'form')
+    ('speeder', 'page_speed', 'straightliner', 'duplicate', 'careless', 'partial', 'form')
     """
 
     speeders: SpeederRule | None = field(default_factory=SpeederRule)
+    page_speed: PageSpeedRule | None = field(default_factory=PageSpeedRule)
     straightlining: StraightliningRule | None = field(default_factory=StraightliningRule)
     duplicates: DuplicateRule | None = field(default_factory=DuplicateRule)
     careless: CarelessRule | None = field(default_factory=CarelessRule)
@@ -171,6 +188,7 @@ class ScreeningRules:
         """The rules that run, in report order."""
         on = {
             "speeder": self.speeders,
+            "page_speed": self.page_speed,
             "straightliner": self.straightlining,
             "duplicate": self.duplicates,
             "careless": self.careless,
@@ -241,6 +259,7 @@ class ScreeningRules:
 
 _TOP_KEYS = (
     "speeders",
+    "page_speed",
     "straightlining",
     "duplicates",
     "careless",
@@ -253,6 +272,7 @@ _TOP_KEYS = (
 )
 _RULE_KEYS = {
     "speeders": ("fraction_of_median", "seconds_per_item", "duration"),
+    "page_speed": ("fraction_of_median", "seconds_per_item", "at_least"),
     "straightlining": ("grids", "min_items", "longest_run"),
     "duplicates": ("agreement", "min_items", "ignore", "bands"),
     "careless": ("indices", "at_least", "critval", "min_items"),
@@ -270,7 +290,7 @@ def read_rules(path: str | Path) -> ScreeningRules:
     >>> from volna.examples import example_path
     >>> rules = read_rules(example_path("okrussians", "screening.yaml"))
     >>> rules.names[:4], rules.duplicates.agreement
-    (('speeder', 'straightliner', 'duplicate', 'careless'), 0.9)
+    (('speeder', 'page_speed', 'straightliner', 'duplicate'), 0.9)
     """
     return parse_rules(read_text(path, ScreeningError, "rules file"), str(path))
 
@@ -279,7 +299,7 @@ def parse_rules(text: str, filename: str = "<screening>") -> ScreeningRules:
     """Screening rules from YAML text; see :func:`read_rules`.
 
     >>> parse_rules("speeders: {fraction_of_median: 0.3}\\nduplicates: off").names
-    ('speeder', 'straightliner', 'careless', 'partial', 'form')
+    ('speeder', 'page_speed', 'straightliner', 'careless', 'partial', 'form')
     >>> parse_rules("partial: {min_share: lots}", "s.yaml")  # doctest: +ELLIPSIS
     Traceback (most recent call last):
     ...
@@ -347,6 +367,7 @@ class _RulesReader:
 
     DEFAULTS: ClassVar[dict[str, type]] = {
         "speeders": SpeederRule,
+        "page_speed": PageSpeedRule,
         "straightlining": StraightliningRule,
         "duplicates": DuplicateRule,
         "careless": CarelessRule,
@@ -377,6 +398,21 @@ class _RulesReader:
                 )[0]
             m = SpeederRule(**kw)
         out = replace(out, speeders=m)
+        m = self.rule(data, "page_speed", PageSpeedRule())
+        if isinstance(m, _Map):
+            kw = {}
+            if "fraction_of_median" in m:
+                kw["fraction_of_median"] = self.number(m, "fraction_of_median", "page_speed", 0, 1)
+            if "seconds_per_item" in m:
+                kw["seconds_per_item"] = (
+                    None
+                    if m["seconds_per_item"] in (None, False)
+                    else self.number(m, "seconds_per_item", "page_speed", 0, None)
+                )
+            if "at_least" in m:
+                kw["at_least"] = int(self.number(m, "at_least", "page_speed", 1, None))
+            m = PageSpeedRule(**kw)
+        out = replace(out, page_speed=m)
         m = self.rule(data, "straightlining", StraightliningRule())
         if isinstance(m, _Map):
             kw = {}
