@@ -13,6 +13,18 @@ screening issue lists to genuine data and returns the answer key. The kinds:
 ``partial_bot``    a genuine respondent's answers on some pages, uniformly random
                    answers on at least half of the pages
 
+When the questionnaire times its pages (``duration`` paradata with a ``page``),
+every respondent gets page times (:func:`page_times`): the total time, less
+about a tenth for the first and last screens, shared among the pages in
+proportion to the items answered on each, times a lognormal page effect
+(sigma 0.3), so a page's pace is lognormal around the respondent's own pace
+per item. Each planted kind then gets the times its behaviour implies: the
+pages of speeders, straightliners, duplicates, random and patterned
+responders are scaled with their total time (speeders fast everywhere, the
+others at a genuine respondent's speed); a partial bot reads the pages it
+answers itself at its template's pace and fills the others at 5-35% of it,
+and its total time shrinks by what it saved.
+
 Everything is seeded. :func:`genuine_ukrainian` makes genuine respondents for
 the second test questionnaire (``fixtures/screening/ukr_wellbeing.yaml``): three
 correlated latent traits behind three Likert scales with reverse-keyed items,
@@ -31,6 +43,11 @@ from volna import Questionnaire
 from volna.questionnaire.model import Question
 
 UKRAINIAN = Path(__file__).parent / "fixtures" / "screening" / "ukr_wellbeing.yaml"
+#: The same questionnaire, timing each of its six pages.
+UKRAINIAN_TIMED = UKRAINIAN.with_name("ukr_wellbeing_timed.yaml")
+#: How fast a partial bot fills the pages it answers at random: this share of
+#: the time its template spent on them.
+BOT_PAGE_PACE = (0.05, 0.35)
 
 KINDS = (
     "speeder",
@@ -87,7 +104,7 @@ def _get(row: dict, x: Question):
 
 def _id_and_times(q: Questionnaire) -> tuple[str, str, str | None]:
     ident = next(p.name for p in q.paradata if p.type == "id")
-    duration = next(p.name for p in q.paradata if p.type == "duration")
+    duration = next(p.name for p in q.paradata if p.type == "duration" and p.page is None)
     when = next((p.name for p in q.paradata if p.type == "datetime"), None)
     return ident, duration, when
 
@@ -110,6 +127,43 @@ def _apply_skips(frame: pl.DataFrame, q: Questionnaire) -> pl.DataFrame:
     return frame.with_columns(out) if out else frame
 
 
+def _page_answered(frame: pl.DataFrame, q: Questionnaire) -> np.ndarray:
+    """Items answered on each timed page, n x pages."""
+    exprs = []
+    for p in q.page_times:
+        present = [
+            pl.any_horizontal(
+                [pl.col(c).is_not_null() for c in x.columns if c != x.other_column]
+            ).cast(pl.Int32)
+            for x in q.page_questions(p.page)
+            if not x.honeypot
+        ]
+        exprs.append(pl.sum_horizontal(present).alias(p.name) if present else pl.lit(0))
+    return frame.select(exprs).to_numpy().astype(float)
+
+
+def page_times(frame: pl.DataFrame, q: Questionnaire, seed: int) -> pl.DataFrame:
+    """``frame`` with plausible times on every page the questionnaire times.
+
+    The total time less about a tenth (first and last screens), shared among the
+    pages in proportion to the items answered on each times a lognormal page
+    effect (sigma 0.3): each page's pace is lognormal around the respondent's
+    own pace per item.
+    """
+    if not q.page_times:
+        return frame
+    rng = np.random.default_rng(seed)
+    _, duration, _ = _id_and_times(q)
+    items = _page_answered(frame, q)
+    weight = np.maximum(items, 0.3) * np.exp(rng.normal(0, 0.3, items.shape))
+    share = weight / weight.sum(axis=1, keepdims=True)
+    total = frame[duration].cast(pl.Float64).to_numpy()[:, None]
+    seconds = np.round(share * total * rng.uniform(0.85, 0.95, (len(frame), 1)), 1)
+    return frame.with_columns(
+        pl.Series(p.name, seconds[:, j], dtype=pl.Float64) for j, p in enumerate(q.page_times)
+    )
+
+
 def plant(
     data: pl.DataFrame,
     pool: pl.DataFrame,
@@ -130,6 +184,9 @@ def plant(
     """
     rng = np.random.default_rng(seed)
     ident, duration, when = _id_and_times(q)
+    timed = [p.name for p in q.page_times]
+    if any(c not in data.columns for c in timed):
+        data, pool = page_times(data, q, seed), page_times(pool, q, seed + 1)
     rows = data.to_dicts()
     others = pool.to_dicts()
     n = len(rows)
@@ -151,6 +208,8 @@ def plant(
     for x in closed:
         pages.setdefault(x.section, []).append(x)
     page_list = list(pages.values())
+    if timed:  # the pages are the timed ones
+        page_list = [[x for x in closed if x in q.page_questions(p.page)] for p in q.page_times]
     times = data[when].to_list() if when else None
 
     planted, key, position = [], [], []
@@ -161,6 +220,7 @@ def plant(
                 rows[t] if kind.startswith("duplicate_") else others[rng.integers(len(others))]
             )
             row[ident] = f"planted-{kind}-{k:03d}"
+            own = row[duration]
             row[duration] = float(seconds[rng.integers(n)])
             if times is not None:
                 row[when] = times[rng.integers(n)]
@@ -218,9 +278,22 @@ def plant(
                         _set(row, x, options[step % len(options)])
             elif kind == "partial_bot":
                 n_random = max(1, (len(page_list) + 1) // 2)
-                for p in rng.choice(len(page_list), n_random, replace=False):
+                bot_pages = rng.choice(len(page_list), n_random, replace=False)
+                for p in bot_pages:
                     for x in page_list[p]:
                         _set(row, x, _random_answer(rng, x, codes))
+            if timed and own:
+                # pages at the speed of the (new) total time; a bot's pages faster
+                for c in timed:
+                    if row[c] is not None:
+                        row[c] = round(row[c] * row[duration] / own, 1)
+                if kind == "partial_bot":
+                    for p in bot_pages:
+                        c = timed[p]
+                        if row[c] is not None:
+                            fast = round(row[c] * rng.uniform(*BOT_PAGE_PACE), 1)
+                            row[duration] = round(row[duration] - (row[c] - fast))
+                            row[c] = fast
             template = rows[t][ident] if kind.startswith("duplicate_") else None
             # a duplicate arrives after its original; the others anywhere
             low = t + 0.5 if template is not None else 0.0
@@ -236,9 +309,14 @@ def plant(
 # -- genuine respondents of the second questionnaire ---------------------------------
 
 
-def genuine_ukrainian(n: int = 2000, seed: int = 3) -> tuple[Questionnaire, pl.DataFrame]:
-    """The Ukrainian test questionnaire and ``n`` genuine respondents to it."""
-    q = Questionnaire.load(UKRAINIAN)
+def genuine_ukrainian(
+    n: int = 2000, seed: int = 3, path: Path = UKRAINIAN
+) -> tuple[Questionnaire, pl.DataFrame]:
+    """The Ukrainian test questionnaire and ``n`` genuine respondents to it.
+
+    ``path`` may be :data:`UKRAINIAN_TIMED`: the same answers, with page times.
+    """
+    q = Questionnaire.load(path)
     rng = np.random.default_rng(seed)
     corr = np.array([[1.0, 0.4, 0.35], [0.4, 1.0, 0.3], [0.35, 0.3, 1.0]])
     traits = rng.multivariate_normal(np.zeros(3), corr, n)
@@ -304,7 +382,10 @@ def genuine_ukrainian(n: int = 2000, seed: int = 3) -> tuple[Questionnaire, pl.D
         values[rng.random(n) < 0.02] = None
         cols[name] = values
     schema = {}
+    timed = [p.name for p in q.page_times]
     for c in q.columns:
+        if c in timed:
+            continue
         if c == "seconds":
             schema[c] = pl.Float64
         elif c == "submitted":
@@ -315,5 +396,6 @@ def genuine_ukrainian(n: int = 2000, seed: int = 3) -> tuple[Questionnaire, pl.D
             schema[c] = pl.Boolean
         else:
             schema[c] = pl.String
-    frame = pl.DataFrame({c: list(cols[c]) for c in q.columns}, schema=schema)
+    frame = pl.DataFrame({c: list(cols[c]) for c in schema}, schema=schema)
+    frame = page_times(frame, q, seed + 1000).select(q.columns)
     return q, frame

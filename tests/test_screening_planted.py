@@ -7,6 +7,9 @@ three seeds. The bar is the issue's: recall 0.9 for every kind, precision 0.9
 overall. Partial bots (a genuine respondent answering half the pages at random)
 do not reach it: their recall is asserted at the issue's bar as an expected
 failure, and separately at what the indices reach, so that it cannot fall unseen.
+With page times (fixtures/screening/ukr_wellbeing_timed.yaml: the same questionnaire
+timing its six pages) a partial bot fills its random pages fast, and the page_speed
+rule brings every kind, partial bots included, to the bar.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ from typer.testing import CliRunner
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from planted import KINDS, UKRAINIAN, genuine_ukrainian, plant
+from planted import KINDS, UKRAINIAN, UKRAINIAN_TIMED, genuine_ukrainian, plant
 from volna import Questionnaire
 from volna.cli import app
 from volna.examples import example_path
@@ -50,6 +53,13 @@ def example_planted(request):
 @pytest.fixture(scope="module", params=SEEDS)
 def ukrainian_planted(request):
     q, genuine = genuine_ukrainian(2400, seed=request.param)
+    data, key = plant(genuine[:2000], genuine[2000:], q, seed=request.param + 10)
+    return q, data, key
+
+
+@pytest.fixture(scope="module", params=SEEDS)
+def timed_planted(request):
+    q, genuine = genuine_ukrainian(2400, seed=request.param, path=UKRAINIAN_TIMED)
     data, key = plant(genuine[:2000], genuine[2000:], q, seed=request.param + 10)
     return q, data, key
 
@@ -135,3 +145,48 @@ def test_partial_bots_reach_the_bar_on_another_questionnaire(ukrainian_planted):
     q, data, key = ukrainian_planted
     recall, _ = rates(screen(data, q).data, key, "rid")
     assert recall["partial_bot"] >= BAR, recall
+
+
+# -- with page times: partial bots fill their random pages fast ----------------------
+
+
+def test_every_kind_with_page_times(timed_planted):
+    q, data, key = timed_planted
+    result = screen(data, q)
+    recall, precision = rates(result.data, key, "rid")
+    for kind in KINDS:
+        assert recall[kind] >= BAR, (kind, recall)
+    assert precision >= BAR
+    # the pages a bot filled at random are the ones its reasons name
+    bots = result.data.join(key, on="rid").filter(
+        (pl.col("planted") == "partial_bot") & pl.col("flag_page_speed")
+    )
+    pages = {p.page for p in q.page_times}
+    for why in bots["why_page_speed"]:
+        named = {part.split()[1] for part in why.split("; ")}
+        assert named and named <= pages, why
+
+
+def test_the_cli_flags_the_same_with_page_times(tmp_path, timed_planted):
+    q, data, key = timed_planted
+    from volna.io import write
+
+    path = tmp_path / "data.csv"
+    write(data, path, q)
+    out = tmp_path / "screened.csv"
+    res = CliRunner().invoke(app, ["screen", str(UKRAINIAN_TIMED), str(path), "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    assert "page_speed" in res.output
+    written = pl.read_csv(out, infer_schema_length=0).with_columns(pl.col("excluded") == "true")
+    recall, precision = rates(written.select("rid", "excluded"), key, "rid")
+    for kind in KINDS:
+        assert recall[kind] >= BAR, (kind, recall)
+    assert precision >= BAR
+
+
+def test_page_times_without_their_columns_change_nothing(ukrainian_planted):
+    """The timed questionnaire on data without page times screens as the untimed one."""
+    q, data, _ = ukrainian_planted
+    timed = Questionnaire.load(UKRAINIAN_TIMED)
+    plain = screen(data, q).data["excluded"]
+    assert screen(data, timed).data["excluded"].equals(plain)
