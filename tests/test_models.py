@@ -1,0 +1,163 @@
+"""Design-based regression against R's svyglm and regTermTest.
+
+The expected values are in ``fixtures/reference/glm_cases.json``, written by
+``fixtures/reference/make_glm_cases.R`` (its header gives the schema). R fits every
+model to convergence (``glm.control(epsilon = 1e-13)``), as volna does.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import pytest
+
+from volna.design import SurveyDesign
+from volna.models import ModelError, parse_formula
+
+REFERENCE = Path(__file__).parent / "fixtures" / "reference"
+CASES = json.loads((REFERENCE / "glm_cases.json").read_text())["cases"]
+
+#: relative tolerance: closed-form fits (gaussian) and iterative ones (IRLS)
+REL_EXACT = 1e-6
+REL_ITERATIVE = 1e-5
+
+
+def _frame(case) -> pl.DataFrame:
+    frame = pl.read_csv(REFERENCE / "data" / case["data"], null_values="", infer_schema_length=None)
+    for name, spec in (case.get("derive") or {}).items():
+        frame = frame.with_columns(
+            (pl.col(spec["variable"]) == spec["equals"]).cast(pl.Float64).alias(name)
+        )
+    return frame
+
+
+def _design(case) -> SurveyDesign:
+    spec = case["design"]
+    design = SurveyDesign.from_frame(
+        _frame(case),
+        ids=spec["ids"] or None,
+        strata=spec["strata"],
+        weights=spec["weights"],
+        fpc=spec["fpc"] or None,
+    )
+    if spec["replicates"]:
+        design = design.with_replicates(spec["replicates"])
+    return design
+
+
+def _fit(case):
+    where = case["where"]
+    return _design(case).glm(
+        case["formula"],
+        case["family"],
+        where=None if where is None else pl.col(where["variable"]) == where["equals"],
+    )
+
+
+def _close(got, want, rel, scale=0.0):
+    """Relative agreement; ``scale`` (a standard error) for limits that cross zero."""
+    if want is None:
+        assert got is None or not math.isfinite(got)
+    else:
+        assert got == pytest.approx(want, rel=rel, abs=max(1e-12, rel * scale))
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c["id"] for c in CASES])
+def test_glm_agrees_with_svyglm(case):
+    fit = _fit(case)
+    rel = REL_EXACT if case["family"] == "gaussian" else REL_ITERATIVE
+    table = fit.table().to_polars()
+    assert table["coefficient"].to_list() == [c["name"] for c in case["coefficients"]]
+    assert fit.df_residual == case["df"]
+    for row, want in zip(table.iter_rows(named=True), case["coefficients"], strict=True):
+        for key in ("estimate", "se", "statistic", "p_value"):
+            _close(row[key], want[key], rel)
+        for key in ("ci_low", "ci_high"):
+            _close(row[key], want[key], rel, scale=want["se"])
+        assert row["df"] == case["df"]
+    if case["dispersion"] is not None:
+        _close(fit.dispersion, case["dispersion"], rel)
+    for test in case["tests"]:
+        terms = [test["terms"]] if isinstance(test["terms"], str) else test["terms"]
+        df = math.inf if test["df"] == "Inf" else None
+        result = fit.wald_test(terms, df=df).to_polars().row(0, named=True)
+        _close(result["statistic"], test["statistic"], rel)
+        _close(result["p_value"], test["p_value"], rel)
+        assert result["ndf"] == test["ndf"]
+        if df is None:
+            assert result["ddf"] == test["ddf"]
+
+
+def test_vcov_is_the_covariance_of_the_table():
+    case = next(c for c in CASES if c["id"] == "G3")
+    fit = _fit(case)
+    table = fit.table()
+    assert np.allclose(np.sqrt(np.diag(table.vcov)), table.to_polars()["se"].to_numpy())
+    assert np.allclose(fit.vcov, fit.vcov.T)
+
+
+def test_odds_ratios_exponentiate_estimates_and_limits():
+    case = next(c for c in CASES if c["id"] == "K1")
+    fit = _fit(case)
+    plain, ratios = fit.table().to_polars(), fit.table(exp=True).to_polars()
+    assert ratios["estimator"].unique().to_list() == ["odds ratio"]
+    assert np.allclose(ratios["estimate"], np.exp(plain["estimate"]))
+    assert np.allclose(ratios["ci_low"], np.exp(plain["ci_low"]))
+    assert np.allclose(ratios["ci_high"], np.exp(plain["ci_high"]))
+    assert plain.filter(pl.col("variable") == "sector")["level"].to_list()[0] == "arts"
+    assert fit.missing > 0  # sector and fear have missing answers
+
+
+def test_domain_keeps_the_full_design():
+    """A domain fit equals a fit with zero-weight rows outside, not a smaller sample."""
+    case = next(c for c in CASES if c["id"] == "D1")
+    design = _design(case)
+    fit = _fit(case)
+    sub = design.subset(pl.col("sch.wide") == "Yes").glm(case["formula"])
+    assert np.allclose(fit.coefficients, sub.coefficients)
+    assert np.allclose(fit.vcov, sub.vcov)
+    assert fit.where is not None and fit.table().to_polars()["domain"][0] == fit.where
+
+
+def test_no_degrees_of_freedom_gives_no_p_value():
+    case = next(c for c in CASES if c["id"] == "K2")
+    table = _fit(case).table().to_polars()
+    assert table["p_value"].is_nan().all()
+    assert all("no_degrees_of_freedom" in f for f in table["flags"].to_list())
+
+
+def test_summary_reads_like_r():
+    case = next(c for c in CASES if c["id"] == "B1")
+    text = _fit(case).summary()
+    assert "quasibinomial model (logit link): sch_yes ~ ell + meals" in text
+    assert "residual df 12" in text and "dispersion 0.96277" in text
+
+
+def test_formula_terms_follow_r():
+    f = parse_formula("y ~ a * b + c:a - 1 + offset(log(n))")
+    assert f.terms == (("a",), ("b",), ("a", "b"), ("a", "c"))
+    assert not f.intercept and f.offset == ("n", True)
+    assert parse_formula("y ~ `fears/war` + x").terms == (("fears/war",), ("x",))
+
+
+@pytest.mark.parametrize(
+    "formula",
+    ["y", "y ~", "y ~ log(x)", "y ~ x +", "y ~ (x", "y ~ x ; import os", "y + z ~ x"],
+)
+def test_bad_formulas_are_refused(formula):
+    with pytest.raises(ModelError):
+        parse_formula(formula)
+
+
+def test_user_mistakes_are_volna_errors():
+    design = _design(CASES[0])
+    with pytest.raises(ModelError, match="family"):
+        design.glm("api00 ~ ell", "gamma")
+    with pytest.raises(ModelError, match="between 0 and 1"):
+        design.glm("api00 ~ ell", "binomial")
+    with pytest.raises(ModelError, match="not in the model"):
+        design.glm("api00 ~ ell").wald_test("meals")
