@@ -44,6 +44,11 @@ def _design(case) -> SurveyDesign:
         weights=spec["weights"],
         fpc=spec["fpc"] or None,
     )
+    for step in spec["steps"]:
+        if step["op"] == "poststratify":
+            design = design.poststratify(step["margins"])
+        else:
+            design = design.calibrate(step["auxiliary"], step["totals"], calfun="linear")
     if spec["replicates"]:
         design = design.with_replicates(spec["replicates"])
     return design
