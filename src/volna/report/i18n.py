@@ -357,13 +357,13 @@ STRINGS: dict[str, dict[str, str]] = {
     "test_unreliable": {"ru": "ненадёжно", "en": "unreliable"},
     "test_unreliable_note": {
         "ru": (
-            "† Ненадёжно: p не показано. Для такой большой таблицы в выборке слишком мало "
+            "Ненадёжные тесты: p не показано. Для такой большой таблицы в выборке слишком мало "
             "кластеров (первичных единиц отбора): степеней свободы дизайна ({df}) не больше, "
             "чем свободных ячеек таблицы ((строки − 1) × (столбцы − 1)), либо пустые ячейки "
             "не позволяют оценить эффекты дизайна. Такой тест нельзя считать надёжным."
         ),
         "en": (
-            "† Unreliable: no p-value is shown. The sample has too few clusters (primary "
+            "Unreliable tests: no p-value is shown. The sample has too few clusters (primary "
             "sampling units) for the size of the table: the design degrees of freedom ({df}) "
             "are no more than its free cells ((rows − 1) × (columns − 1)), or empty cells "
             "leave design effects that cannot be estimated. Such a test cannot be trusted."
