@@ -470,51 +470,76 @@ def _irls(x, y, w, offset, family: Family, beta=None, tol=1e-11, maxit=100):
     return beta, ww, mu, eta, it
 
 
-def _independent_columns(x: np.ndarray, w: np.ndarray, tol: float = 1e-7) -> np.ndarray:
-    """Columns kept, left to right, dropping those collinear with earlier ones (R's NA)."""
-    xw = x * np.sqrt(w)[:, None]
+def _independent_columns(x: np.ndarray, w: np.ndarray, tol: float = 1e-12) -> np.ndarray:
+    """Columns kept, left to right, dropping those collinear with earlier ones (R's NA).
+
+    A column is dropped when its weighted residual sum of squares on the columns kept
+    before it is below ``tol`` times its own (from the cross-product matrix).
+    """
+    gram = (x * w[:, None]).T @ x
     keep: list[int] = []
-    q = np.zeros((x.shape[0], 0))
     for j in range(x.shape[1]):
-        col = xw[:, j]
-        norm = np.linalg.norm(col)
-        if norm == 0:
+        own = gram[j, j]
+        if own <= 0:
             continue
-        resid = col - q @ (q.T @ col)
-        if np.linalg.norm(resid) > tol * norm:
+        if keep:
+            g_kk = gram[np.ix_(keep, keep)]
+            g_kj = gram[keep, j]
+            resid = own - g_kj @ np.linalg.solve(g_kk, g_kj)
+        else:
+            resid = own
+        if resid > tol * own:
             keep.append(j)
-            q = np.column_stack([q, resid / np.linalg.norm(resid)])
     return np.array(keep, dtype=int)
 
 
-def _replicate_fits(x, y, weights, offset, family, beta0, tol=1e-10, maxit=50):
-    """Coefficients ``(p, R)`` refitted under every replicate weight column at once."""
+def _replicate_fits(x, y, weights, rows, offset, family, beta0, tol=1e-10, maxit=50):
+    """Coefficients ``(p, R)`` refitted under every replicate weight column at once.
+
+    ``weights`` is the design's ``(N, R)`` replicate weight matrix and ``rows`` the rows
+    of the fit. Each IRLS step walks the rows in chunks: the replicates' linear
+    predictors, working weights and responses of a chunk are ``(m, R)``, and the ``R``
+    cross-product matrices ``X'W_r X`` of all replicates come from one product
+    ``(p*p, m) @ (m, R)``, so memory stays at a few chunks whatever the sample size.
+    """
     n, p = x.shape
     R = weights.shape[1]
     beta = np.repeat(beta0[None, :], R, axis=0)  # (R, p)
-    chunk = max(1, (1 << 21) // max(p * p, 1))
+    chunk = max(256, min(1 << 15, (1 << 22) // max(p * p + 4 * R, 1)))
+    upper = np.triu_indices(p)
+    active = np.ones(R, dtype=bool)
     for _ in range(maxit):
-        eta = x @ beta.T + offset[:, None]
-        mu = family.linkinv(eta)
-        d = family.mu_eta(eta, mu)
-        ww = weights * d * d / family.variance(mu)
-        z = eta - offset[:, None] + (y[:, None] - mu) / d
-        gram = np.zeros((R, p * p))
+        act = np.flatnonzero(active)
+        b = beta[act]
+        gram = np.zeros((len(upper[0]), len(act)))
+        rhs = np.zeros((p, len(act)))
         for i0 in range(0, n, chunk):
             xc = x[i0 : i0 + chunk]
-            outer = (xc[:, :, None] * xc[:, None, :]).reshape(len(xc), p * p)
-            gram += (outer.T @ ww[i0 : i0 + chunk]).T
-        rhs = (x.T @ (ww * z)).T  # (R, p)
-        new = np.full_like(beta, np.nan)
-        g = gram.reshape(R, p, p)
-        ok = np.linalg.matrix_rank(g) == p if R else np.zeros(0, bool)
+            wc = weights[rows[i0 : i0 + chunk]][:, act]
+            eta = xc @ b.T + offset[i0 : i0 + chunk, None]
+            mu = family.linkinv(eta)
+            d = family.mu_eta(eta, mu)
+            ww = wc * (d * d / family.variance(mu))
+            z = eta - offset[i0 : i0 + chunk, None] + (y[i0 : i0 + chunk, None] - mu) / d
+            # the upper triangle of x x' per row: the cross products are symmetric
+            outer = xc[:, upper[0]] * xc[:, upper[1]]
+            gram += outer.T @ ww
+            rhs += xc.T @ (ww * z)
+        g = np.zeros((len(act), p, p))
+        g[:, upper[0], upper[1]] = gram.T
+        g[:, upper[1], upper[0]] = gram.T
+        new = np.full((len(act), p), np.nan)
+        ok = np.linalg.matrix_rank(g) == p
         if ok.any():
-            new[ok] = np.linalg.solve(g[ok], rhs[ok][:, :, None])[:, :, 0]
-        change = np.abs(new - beta)
-        beta = new
-        if family.link == "identity" or np.all(
-            (change <= tol * (1 + np.abs(new))) | ~np.isfinite(new)
-        ):
+            new[ok] = np.linalg.solve(g[ok], rhs.T[ok][:, :, None])[:, :, 0]
+        change = np.abs(new - b)
+        beta[act] = new
+        # Newton steps converge quadratically: once a step is below sqrt(tol), the next
+        # one would be below tol, so that replicate is done without taking it
+        done = (change <= math.sqrt(tol) * 1e-2 * (1 + np.abs(new))).all(axis=1)
+        done |= ~np.isfinite(new).all(axis=1)
+        active[act[done]] = False
+        if family.link == "identity" or not active.any():
             break
     return beta.T
 
@@ -846,8 +871,7 @@ def glm(
     p = len(keep)
     if design.is_replicate:
         rep = design.replicates
-        reps = rep.weights[rows]
-        betas = _replicate_fits(xk, yy, reps, oo, fam, beta)
+        betas = _replicate_fits(xk, yy, rep.weights, rows, oo, fam, beta)
         vcov = replicate_covariance(betas, beta, rep.scale, rep.rscales, rep.mse)
         design_df = (design.subset(domain) if where is not None else design).degf
         method = f"{rep.type} replicate weights ({rep.n_replicates})"
