@@ -166,3 +166,35 @@ def test_user_mistakes_are_volna_errors():
         design.glm("api00 ~ ell", "binomial")
     with pytest.raises(ModelError, match="not in the model"):
         design.glm("api00 ~ ell").wald_test("meals")
+
+
+def test_categories_keep_their_order_and_the_first_is_the_reference():
+    import pandas as pd
+
+    frame = pd.DataFrame(
+        {
+            "y": [1.0, 2.0, 4.0, 3.0, 5.0, 7.0, 6.0, 8.0],
+            "sector": pd.Categorical(
+                ["it", "arts", "it", "law", "arts", "law", "it", "law"],
+                categories=["law", "it", "arts"],
+            ),
+        }
+    )
+    fit = SurveyDesign.from_frame(frame).glm("y ~ sector")
+    assert fit.names == ["(Intercept)", "sectorit", "sectorarts"]
+    assert fit.coefficients[0] == pytest.approx(6.0)  # the mean of law, the reference
+
+
+def test_separation_is_a_volna_error():
+    frame = pl.DataFrame({"y": [0, 0, 0, 1, 1, 1], "x": [1.0, 2.0, 3.0, 4.0, 5.0, 6.0]})
+    with pytest.raises(ModelError, match="separate"):
+        SurveyDesign.from_frame(frame).glm("y ~ x", "binomial")
+
+
+def test_unused_levels_are_dropped_as_r_drops_aliased_columns():
+    frame = pl.DataFrame(
+        {"y": [1.0, 2.0, 4.0, 3.0, 5.0, 7.0], "g": ["a", "b", "a", "b", "a", "b"]}
+    ).with_columns(pl.col("g").cast(pl.Enum(["a", "b", "c"])))
+    fit = SurveyDesign.from_frame(frame).glm("y ~ g")
+    assert fit.names == ["(Intercept)", "gb"]
+    assert "aliased_coefficients" in fit.table().to_polars()["flags"][0].to_list()

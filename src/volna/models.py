@@ -463,7 +463,15 @@ def _irls(x, y, w, offset, family: Family, beta=None, tol=1e-11, maxit=100):
         if family.link == "identity" or done:
             break
     else:
-        raise ModelError(f"the {family.name} model did not converge in {maxit} iterations")
+        hint = (
+            "; a predictor (or a combination of them) may separate the outcome perfectly"
+            if family.link == "logit"
+            else ""
+        )
+        raise ModelError(
+            f"the {family.name} model did not converge in {maxit} iterations{hint}; "
+            "drop or merge the levels that cause it"
+        )
     mu = family.linkinv(eta)
     d = family.mu_eta(eta, mu)
     ww = w * d * d / family.variance(mu)
