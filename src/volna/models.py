@@ -110,11 +110,23 @@ class Family:
             return mu * (1 - mu)
         return mu
 
-    def start(self, y: np.ndarray) -> np.ndarray:
+    def deviance(self, y: np.ndarray, mu: np.ndarray, w: np.ndarray) -> np.ndarray:
+        """Weighted deviance ``sum w d(y, mu)`` over axis 0 (R's ``dev.resids``)."""
+        if self.link == "identity":
+            return (w * (y - mu) ** 2).sum(axis=0)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            ylogy = np.where(y > 0, y * np.log(y / mu), 0.0)
+            if self.link == "logit":
+                other = np.where(y < 1, (1 - y) * np.log((1 - y) / (1 - mu)), 0.0)
+                return (2 * w * (ylogy + other)).sum(axis=0)
+            return (2 * w * (ylogy - (y - mu))).sum(axis=0)
+
+    def start(self, y: np.ndarray, w: np.ndarray) -> np.ndarray:
+        """R's ``mustart`` of the family's ``initialize`` (prior weights ``w``)."""
         if self.link == "identity":
             return y.copy()
         if self.link == "logit":
-            return (y + 0.5) / 2.0
+            return (w * y + 0.5) / (w + 1)
         return y + 0.1
 
     @property
@@ -441,41 +453,40 @@ def _response(design: SurveyDesign, name: str, family: Family) -> np.ndarray:
 # fitting
 
 
-def _irls(x, y, w, offset, family: Family, beta=None, tol=1e-11, maxit=100):
-    """Weighted IRLS to convergence; returns (beta, working weights, mu, eta, iterations)."""
+def _irls(x, y, w, offset, family: Family, epsilon=1e-8, maxit=25):
+    """R's ``glm.fit``: IRLS from the family's start until the deviance settles.
+
+    The stop is R's, ``|dev - dev_old| / (|dev| + 0.1) < epsilon``, so that volna and
+    ``svyglm`` stop at the same iterate. Returns the coefficients, the working weights
+    of the last step (computed at the previous iterate, as R's ``weights`` and
+    ``cov.unscaled`` are), the fitted means, the linear predictor and the iterations.
+    """
     p = x.shape[1]
-    if beta is None:
-        mu = family.start(y)
-        eta = family.linkfun(mu)
-    else:
-        eta = x @ beta + offset
-    it = 0
-    for it in range(1, maxit + 1):  # noqa: B007
-        mu = family.linkinv(eta)
+    mu = family.start(y, w)
+    eta = family.linkfun(mu)
+    dev_old = family.deviance(y, mu, w)
+    beta = np.zeros(p)
+    for it in range(1, maxit + 1):
         d = family.mu_eta(eta, mu)
         ww = w * d * d / family.variance(mu)
         z = eta - offset + (y - mu) / d
         xw = x * ww[:, None]
-        new = np.linalg.solve(xw.T @ x, xw.T @ z) if p else np.zeros(0)
-        eta = x @ new + offset
-        done = beta is not None and np.all(np.abs(new - beta) <= tol * (1 + np.abs(new)))
-        beta = new
-        if family.link == "identity" or done:
-            break
-    else:
-        hint = (
-            "; a predictor (or a combination of them) may separate the outcome perfectly"
-            if family.link == "logit"
-            else ""
-        )
-        raise ModelError(
-            f"the {family.name} model did not converge in {maxit} iterations{hint}; "
-            "drop or merge the levels that cause it"
-        )
-    mu = family.linkinv(eta)
-    d = family.mu_eta(eta, mu)
-    ww = w * d * d / family.variance(mu)
-    return beta, ww, mu, eta, it
+        beta = np.linalg.solve(xw.T @ x, xw.T @ z) if p else np.zeros(0)
+        eta = x @ beta + offset
+        mu = family.linkinv(eta)
+        dev = family.deviance(y, mu, w)
+        if abs(dev - dev_old) / (abs(dev) + 0.1) < epsilon:
+            return beta, ww, mu, eta, it
+        dev_old = dev
+    hint = (
+        "; a predictor (or a combination of them) may separate the outcome perfectly"
+        if family.link == "logit"
+        else ""
+    )
+    raise ModelError(
+        f"the {family.name} model did not converge in {maxit} iterations{hint}; "
+        "drop or merge the levels that cause it, or allow more iterations (maxit=)"
+    )
 
 
 def _independent_columns(x: np.ndarray, w: np.ndarray, tol: float = 1e-12) -> np.ndarray:
@@ -501,54 +512,71 @@ def _independent_columns(x: np.ndarray, w: np.ndarray, tol: float = 1e-12) -> np
     return np.array(keep, dtype=int)
 
 
-def _replicate_fits(x, y, weights, rows, offset, family, beta0, tol=1e-10, maxit=50):
+def _replicate_fits(x, y, weights, rows, offset, family, beta0, epsilon=1e-8, maxit=25):
     """Coefficients ``(p, R)`` refitted under every replicate weight column at once.
 
-    ``weights`` is the design's ``(N, R)`` replicate weight matrix and ``rows`` the rows
-    of the fit. Each IRLS step walks the rows in chunks: the replicates' linear
-    predictors, working weights and responses of a chunk are ``(m, R)``, and the ``R``
-    cross-product matrices ``X'W_r X`` of all replicates come from one product
-    ``(p*p, m) @ (m, R)``, so memory stays at a few chunks whatever the sample size.
+    As R's ``svrepglm``: every replicate starts from the full-sample coefficients with
+    its weights normalised to sum 1 and stops by ``glm.fit``'s deviance rule. ``weights``
+    is the design's ``(N, R)`` replicate weight matrix and ``rows`` the rows of the fit.
+    Each pass walks the rows in chunks, computing for every replicate still running its
+    deviance at the current coefficients and the cross products ``X'W_r X`` (one
+    ``(p(p+1)/2, m) @ (m, R)`` product) and ``X'W_r z`` of the next step, so memory
+    stays at a few chunks whatever the sample size.
     """
     n, p = x.shape
     R = weights.shape[1]
-    beta = np.repeat(beta0[None, :], R, axis=0)  # (R, p)
+    totals = np.zeros(R)
     chunk = max(256, min(1 << 15, (1 << 22) // max(p * p + 4 * R, 1)))
+    for i0 in range(0, n, chunk):
+        totals += weights[rows[i0 : i0 + chunk]].sum(axis=0)
+    with np.errstate(divide="ignore"):
+        norm = np.where(totals > 0, 1.0 / totals, np.nan)
     upper = np.triu_indices(p)
-    active = np.ones(R, dtype=bool)
-    for _ in range(maxit):
+    beta = np.repeat(beta0[None, :], R, axis=0)  # (R, p)
+    dev_old = np.full(R, np.nan)
+    active = np.isfinite(norm)
+    beta[~active] = np.nan
+    for it in range(maxit + 1):
         act = np.flatnonzero(active)
+        if not len(act):
+            break
         b = beta[act]
         gram = np.zeros((len(upper[0]), len(act)))
         rhs = np.zeros((p, len(act)))
+        dev = np.zeros(len(act))
         for i0 in range(0, n, chunk):
             xc = x[i0 : i0 + chunk]
-            wc = weights[rows[i0 : i0 + chunk]][:, act]
-            eta = xc @ b.T + offset[i0 : i0 + chunk, None]
+            oc = offset[i0 : i0 + chunk, None]
+            yc = y[i0 : i0 + chunk, None]
+            wc = weights[rows[i0 : i0 + chunk]][:, act] * norm[act]
+            eta = xc @ b.T + oc
             mu = family.linkinv(eta)
+            dev += family.deviance(yc, mu, wc)
             d = family.mu_eta(eta, mu)
             ww = wc * (d * d / family.variance(mu))
-            z = eta - offset[i0 : i0 + chunk, None] + (y[i0 : i0 + chunk, None] - mu) / d
+            z = eta - oc + (yc - mu) / d
             # the upper triangle of x x' per row: the cross products are symmetric
             outer = xc[:, upper[0]] * xc[:, upper[1]]
             gram += outer.T @ ww
             rhs += xc.T @ (ww * z)
+        if it > 0:
+            done = np.abs(dev - dev_old[act]) / (np.abs(dev) + 0.1) < epsilon
+            active[act[done]] = False
+            keep = ~done
+            act, gram, rhs, dev = act[keep], gram[:, keep], rhs[:, keep], dev[keep]
+            if it == maxit:
+                beta[act] = np.nan  # did not converge, as R's NA
+                break
+        dev_old[act] = dev
         g = np.zeros((len(act), p, p))
         g[:, upper[0], upper[1]] = gram.T
         g[:, upper[1], upper[0]] = gram.T
         new = np.full((len(act), p), np.nan)
-        ok = np.linalg.matrix_rank(g) == p
+        ok = np.linalg.matrix_rank(g) == p if len(act) else np.zeros(0, bool)
         if ok.any():
             new[ok] = np.linalg.solve(g[ok], rhs.T[ok][:, :, None])[:, :, 0]
-        change = np.abs(new - b)
         beta[act] = new
-        # Newton steps converge quadratically: once a step is below sqrt(tol), the next
-        # one would be below tol, so that replicate is done without taking it
-        done = (change <= math.sqrt(tol) * 1e-2 * (1 + np.abs(new))).all(axis=1)
-        done |= ~np.isfinite(new).all(axis=1)
-        active[act[done]] = False
-        if family.link == "identity" or not active.any():
-            break
+        active[act[~ok]] = False
     return beta.T
 
 
@@ -787,6 +815,8 @@ def glm(
     where=None,
     offset=None,
     conf_level: float = 0.95,
+    epsilon: float = 1e-8,
+    maxit: int = 25,
 ) -> GlmFit:
     """Fit a generalised linear model with design-based standard errors (R's ``svyglm``).
 
@@ -798,6 +828,13 @@ def glm(
     ``offset(...)`` in the formula. ``where`` restricts the fit to a domain of the full
     design. Rows missing the response, a predictor or the offset are left out of the
     fit with no influence; ``missing`` counts those in the domain.
+
+    The fit follows R's ``glm.fit`` step by step -- the family's start, IRLS, the stop
+    ``|dev - dev_old| / (|dev| + 0.1) < epsilon`` (``glm.control``'s ``epsilon`` and
+    ``maxit``), the working weights of the last step in the sandwich -- and so do the
+    replicate refits, so volna and ``svyglm`` stop at the same iterate and agree to
+    rounding. A smaller ``epsilon`` gets closer to the exact solution (``1e-8`` leaves
+    standard errors up to about 1e-6 relative from it on small samples).
 
     >>> import polars as pl
     >>> from volna.design import SurveyDesign
@@ -812,15 +849,15 @@ def glm(
     >>> fit.table(exp=True).to_polars().select("variable", "level", "estimate").with_columns(
     ...     pl.col("estimate").round(4))
     shape: (3, 3)
-    ┌─────────────┬───────┬───────────┐
-    │ variable    ┆ level ┆ estimate  │
-    │ ---         ┆ ---   ┆ ---       │
-    │ str         ┆ str   ┆ f64       │
-    ╞═════════════╪═══════╪═══════════╡
-    │ (Intercept) ┆ null  ┆ 88527.387 │
-    │ age         ┆ null  ┆ 0.7216    │
-    │ sector      ┆ it    ┆ 3.4081    │
-    └─────────────┴───────┴───────────┘
+    ┌─────────────┬───────┬────────────┐
+    │ variable    ┆ level ┆ estimate   │
+    │ ---         ┆ ---   ┆ ---        │
+    │ str         ┆ str   ┆ f64        │
+    ╞═════════════╪═══════╪════════════╡
+    │ (Intercept) ┆ null  ┆ 88527.3833 │
+    │ age         ┆ null  ┆ 0.7216     │
+    │ sector      ┆ it    ┆ 3.4081     │
+    └─────────────┴───────┴────────────┘
     """
     fam = _family(family)
     f = parse_formula(formula)
@@ -867,26 +904,35 @@ def glm(
     if len(rows) == 0:
         raise ModelError(f"model {formula!r}: no row with a positive weight to fit")
     x, yy, w, oo = mm.x[rows], np.nan_to_num(y[rows]), w_all[rows], off[rows]
-    # rescaled as svyglm does; coefficients and covariance do not depend on it
-    w_scaled = w / w.mean()
+    # svyglm rescales the weights to mean 1 over the rows its design holds: the domain's
+    # (a subset drops rows), or all rows of a calibrated design (a subset zeroes them);
+    # the start of IRLS, hence R's last iterate, depends on it
+    held = domain if (design.is_replicate or not design.calibrations) else np.ones(n, bool)
+    w_mean = design.weights[domain].sum() / held.sum()
+    w_scaled = w / w_mean
     keep = _independent_columns(x, w_scaled)
     coefs = [mm.coefs[j] for j in keep]
     xk = x[:, keep]
-    beta, ww, mu, eta, iterations = _irls(xk, yy, w_scaled, oo, fam)
+    beta, ww, mu, eta, iterations = _irls(xk, yy, w_scaled, oo, fam, epsilon, maxit)
     flags = []
+    tiny = 10 * np.finfo(float).eps
+    if fam.link == "logit" and ((mu < tiny) | (mu > 1 - tiny)).any():
+        flags.append("fitted_probabilities_0_or_1")  # R's warning: perfect separation
     if len(keep) < x.shape[1]:
         flags.append("aliased_coefficients")
     p = len(keep)
     if design.is_replicate:
         rep = design.replicates
-        betas = _replicate_fits(xk, yy, rep.weights, rows, oo, fam, beta)
+        betas = _replicate_fits(xk, yy, rep.weights, rows, oo, fam, beta, epsilon, maxit)
         vcov = replicate_covariance(betas, beta, rep.scale, rep.rscales, rep.mse)
         design_df = (design.subset(domain) if where is not None else design).degf
         method = f"{rep.type} replicate weights ({rep.n_replicates})"
     else:
         a_inv = np.linalg.inv((xk * ww[:, None]).T @ xk)
         d = fam.mu_eta(eta, mu)
-        score = (yy - mu) * d / fam.variance(mu) * (w_scaled / w)  # times w in the block
+        # R's estfun: working residuals at the fit times the working weights of the
+        # last step; the block multiplies by the design weight w
+        score = (yy - mu) / d * ww / w
         infl = (xk * score[:, None]) @ a_inv
         base = np.where(fit_rows, 0, -1).astype(np.int64)
         blocks = []
@@ -901,12 +947,12 @@ def glm(
     vcov = (vcov + vcov.T) / 2
     df_residual = float(design_df) + 1 - p
     # R's dispersion: the weighted variance of the Pearson residuals over the fit's rows;
-    # with missing values survey 4.1.1 multiplies them by sqrt(mean w of the fit's rows /
-    # mean w of the domain)
+    # with missing values survey 4.1.1 multiplies them by sqrt(w / mean of the design's
+    # rows) / sqrt(w / mean of its complete rows)
     r = (yy - mu) / np.sqrt(fam.variance(mu))
     if not design.is_replicate:
-        dom_w = design.weights[domain]
-        r = r * math.sqrt(w.sum() / len(np.flatnonzero(fit_rows)) / dom_w.mean())
+        complete = held & ~missing
+        r = r * math.sqrt(w.sum() / complete.sum() / w_mean)
     rbar = np.sum(w * r) / w.sum()
     m = len(rows)
     dispersion = m / (m - 1) * np.sum(w * (r - rbar) ** 2) / w.sum() if m > 1 else math.nan
