@@ -88,14 +88,16 @@ def test_glm_agrees_with_svyglm(case):
     if case["dispersion"] is not None:
         _close(fit.dispersion, case["dispersion"], rel)
     for test in case["tests"]:
-        terms = [test["terms"]] if isinstance(test["terms"], str) else test["terms"]
         df = math.inf if test["df"] == "Inf" else None
-        result = fit.wald_test(terms, df=df).to_polars().row(0, named=True)
-        _close(result["statistic"], test["statistic"], rel)
-        _close(result["p_value"], test["p_value"], rel)
-        assert result["ndf"] == test["ndf"]
+        result = fit.wald_test(test["terms"], df=df, method=test["method"])
+        row = result.to_polars().row(0, named=True)
+        _close(row["statistic"], test["statistic"], rel)
+        _close(row["p_value"], test["p_value"], rel)
+        assert row["ndf"] == test["ndf"]
         if df is None:
-            assert result["ddf"] == test["ddf"]
+            assert row["ddf"] == test["ddf"]
+        if test.get("lambda") is not None:
+            assert row["design_effects"] == pytest.approx(test["lambda"], rel=rel)
 
 
 def test_vcov_is_the_covariance_of_the_table():

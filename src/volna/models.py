@@ -47,7 +47,7 @@ import math
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -610,6 +610,11 @@ class GlmFit:
     conf_level: float = 0.95
     term_labels: list[str] = field(default_factory=list)
     flags: list[str] = field(default_factory=list)
+    #: the model-based covariance (X'WX)^-1 of the fit (weights rescaled to mean 1)
+    naive_cov: np.ndarray | None = None
+    #: the weighted deviance of the fit (weights rescaled to mean 1), as R's ``deviance``
+    deviance: float = math.nan
+    _refit: Any = field(default=None, repr=False)
 
     @property
     def se(self) -> np.ndarray:
@@ -680,19 +685,38 @@ class GlmFit:
         """The coefficient table as a pandas DataFrame (see :meth:`table`)."""
         return self.table(exp=exp).to_pandas()
 
-    def wald_test(self, terms: str | Sequence[str], df: float | None = None) -> Estimates:
-        """Test that all coefficients of some terms are zero (R's ``regTermTest``, Wald).
+    def wald_test(
+        self, terms: str | Sequence[str], df: float | None = None, method: str = "Wald"
+    ) -> Estimates:
+        """Test that all coefficients of some terms are zero (R's ``regTermTest``).
 
         ``terms`` are term labels (``"sector"``, ``"age:sector"``; the order of the
-        variables of an interaction does not matter). With ``df`` None the statistic is
-        ``F = X / k`` on (k, residual df); ``df=math.inf`` gives ``Chisq = X`` on k,
-        where ``X = b' V^-1 b`` over the k coefficients tested.
+        variables of an interaction does not matter). ``method``:
+
+        * ``"Wald"`` -- ``X = b' V^-1 b`` over the k coefficients tested, V their
+          design-based covariance: with ``df`` None, ``F = X / k`` on (k, residual df);
+          ``df=math.inf`` gives ``Chisq = X`` on k;
+        * ``"LRT"`` -- the Rao-Scott working likelihood ratio: ``X`` is the difference of
+          the weighted deviances of the model without the terms and with them, referred
+          to a weighted sum of chi-squares (F-like with ``df``) whose weights are the
+          eigenvalues of ``V0^-1 V`` (V0 the model-based covariance), by R's saddlepoint
+          approximation;
+        * ``"WorkingWald"`` -- ``X = b' V0^-1 b`` with the same reference distribution.
+
+        The model without the terms is refitted on the same design and domain; as in R
+        it drops only the rows missing its own variables.
         """
         from scipy import stats
 
+        from volna.compare import _chisq_mixture_sf, _f_mixture_sf
+
+        methods = {"wald": "Wald", "lrt": "LRT", "workingwald": "WorkingWald"}
+        how = methods.get(str(method).lower().replace("_", "").replace("-", ""))
+        if how is None:
+            raise ModelError(f"wald_test: method {method!r}; expected Wald, LRT or WorkingWald")
         wanted = [terms] if isinstance(terms, str) else list(terms)
         canon = {":".join(sorted(t.split(":"))): i for i, t in enumerate(self.term_labels)}
-        index = []
+        index, positions = [], []
         for term in wanted:
             key = ":".join(sorted(str(term).replace(" ", "").split(":")))
             if key not in canon:
@@ -701,30 +725,45 @@ class GlmFit:
                     + ", ".join(self.term_labels)
                 )
             pos = canon[key] + 1
+            positions.append(pos - 1)
             index += [j for j, c in enumerate(self.coefs) if c.term_index == pos]
         b = self.coefficients[index]
         v = self.vcov[np.ix_(index, index)]
-        chisq = float(b @ np.linalg.solve(v, b))
         k = len(index)
         ddf = self.df_residual if df is None else float(df)
-        if math.isinf(ddf):
-            stat, p, name = chisq, float(stats.chi2.sf(chisq, k)), "Chisq"
+        lam = None
+        if how == "Wald":
+            chisq = float(b @ np.linalg.solve(v, b))
         else:
+            v0 = self.naive_cov[np.ix_(index, index)]
+            if how == "LRT":
+                f = self.formula
+                kept = tuple(t for i, t in enumerate(f.terms) if i not in positions)
+                reduced = Formula(f.response, kept, f.intercept, f.offset)
+                chisq = float(self._refit(reduced).deviance - self.deviance)
+            else:
+                chisq = float(b @ np.linalg.solve(v0, b))
+            lam = np.sort(np.linalg.eigvals(np.linalg.solve(v0, v)).real)[::-1]
+        if how == "Wald" and math.isinf(ddf):
+            stat, p, name = chisq, float(stats.chi2.sf(chisq, k)), "Chisq"
+        elif how == "Wald":
             stat, p, name = chisq / k, float(stats.f.sf(chisq / k, k, ddf)), "F"
-        return Estimates(
-            {
-                "variable": [" + ".join(wanted)],
-                "estimator": [f"wald_{name.lower()}"],
-                "statistic": [stat],
-                "ndf": [float(k)],
-                "ddf": [ddf],
-                "p_value": [p],
-                "domain": [self.where],
-                "flags": [[]],
-            },
-            estimator="Wald test",
-            where=self.where,
-        )
+        else:
+            stat, name = chisq, how
+            p = _chisq_mixture_sf(chisq, lam) if math.isinf(ddf) else _f_mixture_sf(chisq, lam, ddf)
+        cols = {
+            "variable": [" + ".join(wanted)],
+            "estimator": [f"wald_{name.lower()}" if how == "Wald" else name.lower()],
+            "statistic": [stat],
+            "ndf": [float(k)],
+            "ddf": [ddf],
+            "p_value": [p],
+            "domain": [self.where],
+            "flags": [[]],
+        }
+        if lam is not None:
+            cols["design_effects"] = [lam.tolist()]
+        return Estimates(cols, estimator=f"{how} test", where=self.where)
 
     def summary(self, exp: bool = False) -> str:
         """A readable summary, like R's ``summary(svyglm)``.
@@ -860,7 +899,7 @@ def glm(
     └─────────────┴───────┴────────────┘
     """
     fam = _family(family)
-    f = parse_formula(formula)
+    f = formula if isinstance(formula, Formula) else parse_formula(formula)
     n = design.data.height
     if offset is not None and f.offset is not None:
         raise ModelError("give the offset either in the formula or as offset=, not both")
@@ -921,6 +960,7 @@ def glm(
     if len(keep) < x.shape[1]:
         flags.append("aliased_coefficients")
     p = len(keep)
+    a_inv = np.linalg.inv((xk * ww[:, None]).T @ xk)
     if design.is_replicate:
         rep = design.replicates
         betas = _replicate_fits(xk, yy, rep.weights, rows, oo, fam, beta, epsilon, maxit)
@@ -928,7 +968,6 @@ def glm(
         design_df = (design.subset(domain) if where is not None else design).degf
         method = f"{rep.type} replicate weights ({rep.n_replicates})"
     else:
-        a_inv = np.linalg.inv((xk * ww[:, None]).T @ xk)
         d = fam.mu_eta(eta, mu)
         # R's estfun: working residuals at the fit times the working weights of the
         # last step; the block multiplies by the design weight w
@@ -975,4 +1014,16 @@ def glm(
         conf_level=conf_level,
         term_labels=mm.term_labels,
         flags=flags,
+        naive_cov=a_inv,
+        deviance=float(fam.deviance(yy, mu, w_scaled)),
+        _refit=lambda reduced: glm(
+            design,
+            reduced,
+            fam,
+            where=where,
+            offset=offset,
+            conf_level=conf_level,
+            epsilon=epsilon,
+            maxit=maxit,
+        ),
     )
