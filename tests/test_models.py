@@ -100,6 +100,21 @@ def test_glm_agrees_with_svyglm(case):
             assert row["design_effects"] == pytest.approx(test["lambda"], rel=rel)
 
 
+MARGIN_CASES = [c for c in CASES if c.get("margins")]
+
+
+@pytest.mark.parametrize("case", MARGIN_CASES, ids=[c["id"] for c in MARGIN_CASES])
+def test_predictive_margins_agree_with_svypredmeans(case):
+    spec = case["margins"]
+    table = _fit(case).margins(spec["variable"]).to_polars()
+    got = {r["level"]: r for r in table.iter_rows(named=True)}
+    assert set(got) == {m["level"] for m in spec["levels"]}
+    for want in spec["levels"]:
+        row = got[want["level"]]
+        _close(row["estimate"], want["estimate"], REL_ITERATIVE)
+        _close(row["se"], want["se"], REL_ITERATIVE)
+
+
 def test_vcov_is_the_covariance_of_the_table():
     case = next(c for c in CASES if c["id"] == "G3")
     fit = _fit(case)

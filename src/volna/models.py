@@ -371,13 +371,18 @@ def _variable(design: SurveyDesign, name: str):
     return "categorical", col.codes, tuple(label(v) for v in col.levels)
 
 
-def _model_matrix(design: SurveyDesign, formula: Formula) -> _Matrix:
+def _model_matrix(
+    design: SurveyDesign, formula: Formula, override: dict[str, int] | None = None
+) -> _Matrix:
     n = design.data.height
     variables = {}
     for term in formula.terms:
         for v in term:
             if v not in variables:
                 variables[v] = _variable(design, v)
+                if override and v in override:
+                    kind, values, levels = variables[v]
+                    variables[v] = (kind, np.full(n, override[v], dtype=values.dtype), levels)
     missing = np.zeros(n, dtype=bool)
     for kind, values, _ in variables.values():
         missing |= np.isnan(values) if kind == "numeric" else values < 0
@@ -615,6 +620,7 @@ class GlmFit:
     #: the weighted deviance of the fit (weights rescaled to mean 1), as R's ``deviance``
     deviance: float = math.nan
     _refit: Any = field(default=None, repr=False)
+    _margins: Any = field(default=None, repr=False)
 
     @property
     def se(self) -> np.ndarray:
@@ -764,6 +770,45 @@ class GlmFit:
         if lam is not None:
             cols["design_effects"] = [lam.tolist()]
         return Estimates(cols, estimator=f"{how} test", where=self.where)
+
+    def margins(self, variable: str, conf_level: float | None = None) -> Estimates:
+        """Predictive margins of a categorical predictor (R's ``svypredmeans``).
+
+        For each level L of ``variable`` (a categorical term of the model), every
+        respondent of the fit is given level L, their predicted mean is computed with
+        the model, and the weighted mean of those predictions is the margin: "the share
+        planning to stay if everyone were in IT". As R, the variance is the design
+        variance of the mean of the predictions (the shared variance path) plus
+        ``g' V g``, the coefficients' part (``g`` the derivatives of the margin by the
+        coefficients, ``V`` their design-based covariance); the covariance of the two
+        parts is left out, as R leaves it out. Intervals are normal, as R's
+        ``confint`` of a mean. ``vcov`` of the table holds their covariance. With an
+        offset the margins are rates per unit of exposure (R's ``predict.svyglm`` leaves
+        the offset out). The respondents are the fit's (complete rows of the domain).
+
+        >>> import polars as pl
+        >>> from volna.design import SurveyDesign
+        >>> frame = pl.DataFrame({
+        ...     "stay": [1, 0, 1, 1, 0, 1, 0, 1, 1, 0, 0, 0],
+        ...     "age": [25, 40, 31, 22, 52, 28, 45, 38, 27, 60, 33, 48],
+        ...     "sector": ["it", "arts", "it", "it", "arts", "arts"] * 2,
+        ... })
+        >>> fit = SurveyDesign.from_frame(frame).glm("stay ~ age + sector", "binomial")
+        >>> fit.margins("sector").to_polars().select("level", "estimate").with_columns(
+        ...     pl.col("estimate").round(4))
+        shape: (2, 2)
+        ┌───────┬──────────┐
+        │ level ┆ estimate │
+        │ ---   ┆ ---      │
+        │ str   ┆ f64      │
+        ╞═══════╪══════════╡
+        │ arts  ┆ 0.4746   │
+        │ it    ┆ 0.5699   │
+        └───────┴──────────┘
+        """
+        if self._margins is None:
+            raise ModelError("margins: this fit does not carry its design")
+        return self._margins(variable, self.conf_level if conf_level is None else conf_level)
 
     def summary(self, exp: bool = False) -> str:
         """A readable summary, like R's ``summary(svyglm)``.
@@ -995,7 +1040,14 @@ def glm(
     rbar = np.sum(w * r) / w.sum()
     m = len(rows)
     dispersion = m / (m - 1) * np.sum(w * (r - rbar) ** 2) / w.sum() if m > 1 else math.nan
+
+    def margins(variable: str, level: float) -> Estimates:
+        return _predictive_margins(
+            design, f, fam, keep, beta, vcov, fit_rows, off, variable, level, where_label
+        )
+
     return GlmFit(
+        _margins=margins,
         formula=f,
         family=fam,
         names=[c.name for c in coefs],
@@ -1026,4 +1078,61 @@ def glm(
             epsilon=epsilon,
             maxit=maxit,
         ),
+    )
+
+
+def _predictive_margins(
+    design, f: Formula, fam: Family, keep, beta, vcov, fit_rows, off, variable, level, where
+) -> Estimates:
+    from scipy import stats
+
+    if not any(variable in t for t in f.terms):
+        raise ModelError(f"margins: {variable} is not a term of the model")
+    kind, _, levels = _variable(design, variable)
+    if kind != "categorical":
+        raise ModelError(f"margins: {variable} is numeric; margins are for categories")
+    rows = np.flatnonzero(fit_rows)
+    w = design.weights[rows]
+    fits, grads = [], []
+    for code in range(len(levels)):
+        x = _model_matrix(design, f, {variable: code}).x[rows][:, keep]
+        # without the offset, as R's predict.svyglm: rates per unit of exposure
+        eta = x @ beta
+        mu = fam.linkinv(eta)
+        fits.append(mu)
+        grads.append((w * fam.mu_eta(eta, mu)) @ x / w.sum())
+    n = design.data.height
+    base = np.where(fit_rows, 0, -1).astype(np.int64)
+    blocks = []
+    for mu in fits:
+        num = np.zeros(n)
+        num[rows] = mu
+        blocks.append(RatioBlock(base=base, n_bases=1, numerator=num))
+    results = design.evaluate(blocks, covariance=True)
+    estimate = np.array([r.estimate.ravel()[0] for r in results])
+    g = np.array(grads)  # (levels, p)
+    cov = results[0].covariance + g @ vcov @ g.T
+    se = np.sqrt(np.diag(cov))
+    crit = stats.norm.ppf(0.5 + level / 2)
+    k = len(levels)
+    return Estimates(
+        {
+            "variable": [variable] * k,
+            "level": list(levels),
+            "domain": [where] * k,
+            "estimator": ["predictive margin"] * k,
+            "estimate": estimate.tolist(),
+            "se": se.tolist(),
+            "ci_low": (estimate - crit * se).tolist(),
+            "ci_high": (estimate + crit * se).tolist(),
+            "ci_method": ["normal"] * k,
+            "df": [math.inf] * k,
+            "n": [len(rows)] * k,
+            "n_weighted": [float(w.sum())] * k,
+            "flags": [[] for _ in range(k)],
+        },
+        conf_level=level,
+        estimator="predictive margin",
+        where=where,
+        vcov=cov,
     )
