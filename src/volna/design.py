@@ -1155,6 +1155,15 @@ class SurveyDesign:
 
         return models.glm(self, formula, family, **kwargs)
 
+    def olr(self, formula, **kwargs):
+        """A proportional-odds model for ordered answers (R's ``svyolr``).
+
+        See :func:`volna.models.olr`.
+        """
+        from volna import models
+
+        return models.olr(self, formula, **kwargs)
+
     # ---- display -----------------------------------------------------------------------
 
     def describe(self) -> str:

@@ -1136,3 +1136,267 @@ def _predictive_margins(
         where=where,
         vcov=cov,
     )
+
+
+# ---------------------------------------------------------------------------------------
+# proportional odds
+
+
+def _olr_parts(x, y, theta, p, k):
+    """Per-row probabilities, scores (n, q) and the weighted-Hessian ingredients."""
+    from scipy.special import expit
+
+    beta, zeta = theta[:p], theta[p:]
+    eta = x @ beta
+    n, q = len(y), p + k - 1
+    cuts = np.concatenate(([-np.inf], zeta, [np.inf]))
+    a = cuts[y + 1] - eta  # upper
+    b = cuts[y] - eta  # lower
+    fa, fb = expit(a), expit(b)
+    da, db = fa * (1 - fa), fb * (1 - fb)  # densities (0 at +-inf)
+    d2a, d2b = da * (1 - 2 * fa), db * (1 - 2 * fb)
+    prob = fa - fb
+    ua = np.zeros((n, q))
+    ub = np.zeros((n, q))
+    ua[:, :p] = -x
+    ub[:, :p] = -x
+    top = y < k - 1
+    bottom = y > 0
+    ua[np.flatnonzero(top), p + y[top]] = 1.0
+    ub[np.flatnonzero(bottom), p + y[bottom] - 1] = 1.0
+    ua[~top] = 0.0
+    ub[~bottom] = 0.0
+    grad_p = da[:, None] * ua - db[:, None] * ub
+    score = grad_p / prob[:, None]
+    return prob, score, ua, ub, d2a / prob, d2b / prob
+
+
+def _olr_fit(x, y, w, p, k, theta=None, tol=1e-10, maxit=100):
+    """Newton's method on the weighted cumulative-logit likelihood; (theta, A, scores)."""
+    if theta is None:
+        share = np.cumsum(np.bincount(y, weights=w, minlength=k))[:-1] / w.sum()
+        theta = np.concatenate((np.zeros(p), np.log(share / (1 - share))))
+    for _ in range(maxit):
+        prob, score, ua, ub, ca, cb = _olr_parts(x, y, theta, p, k)
+        loglik = float(w @ np.log(prob))
+        grad = w @ score
+        # minus the Hessian of the log-likelihood
+        info = (score * w[:, None]).T @ score
+        info -= (ua * (w * ca)[:, None]).T @ ua - (ub * (w * cb)[:, None]).T @ ub
+        step = np.linalg.solve(info, grad)
+        t = 1.0
+        while True:
+            new = theta + t * step
+            ok = np.all(np.diff(new[p:]) > 0)
+            if ok:
+                prob_new = _olr_parts(x, y, new, p, k)[0]
+                if np.all(prob_new > 0) and w @ np.log(prob_new) >= loglik - 1e-12 * abs(loglik):
+                    break
+            t /= 2
+            if t < 1e-10:
+                raise ModelError("the proportional-odds model did not converge")
+        theta = new
+        if np.max(np.abs(t * step)) <= tol * (1 + np.max(np.abs(theta))):
+            break
+    else:
+        raise ModelError(f"the proportional-odds model did not converge in {maxit} iterations")
+    prob, score, ua, ub, ca, cb = _olr_parts(x, y, theta, p, k)
+    info = (score * w[:, None]).T @ score
+    info -= (ua * (w * ca)[:, None]).T @ ua - (ub * (w * cb)[:, None]).T @ ub
+    return theta, info, score
+
+
+@dataclass(eq=False)
+class OlrFit:
+    """A design-based proportional-odds model: ``logit P(Y <= j) = zeta_j - x'beta``."""
+
+    formula: Formula
+    levels: list[str]
+    names: list[str]
+    terms: list[str]
+    coefficients: np.ndarray
+    vcov: np.ndarray
+    n: int
+    missing: int
+    variance_method: str
+    where: str | None = None
+    conf_level: float = 0.95
+    coef_rows: list[_Coef] = field(default_factory=list)
+
+    @property
+    def se(self) -> np.ndarray:
+        return np.sqrt(np.diag(self.vcov))
+
+    def table(self, exp: bool = False) -> Estimates:
+        """One row per coefficient, then one per cut-point (``low|mid``).
+
+        ``statistic`` is estimate/se (R's t value); intervals and p-values are normal,
+        as R's ``confint`` of a ``svyolr``. ``exp=True`` gives the odds ratios of the
+        coefficients (of a higher answer) and leaves the cut-points as they are.
+        """
+        from scipy import stats
+
+        b, se = self.coefficients, self.se
+        z = b / se
+        crit = stats.norm.ppf(0.5 + self.conf_level / 2)
+        low, high = b - crit * se, b + crit * se
+        nb = len(self.coef_rows)
+        est, s, lo, hi = b.copy(), se.copy(), low.copy(), high.copy()
+        if exp:
+            est[:nb], s[:nb] = np.exp(b[:nb]), np.exp(b[:nb]) * se[:nb]
+            lo[:nb], hi[:nb] = np.exp(low[:nb]), np.exp(high[:nb])
+        k = len(b)
+        cuts = self.names[nb:]
+        return Estimates(
+            {
+                "variable": [c.term for c in self.coef_rows] + ["cut-point"] * len(cuts),
+                "level": [c.level for c in self.coef_rows] + cuts,
+                "domain": [self.where] * k,
+                "estimator": ["odds ratio" if exp else "olr"] * nb + ["olr"] * len(cuts),
+                "estimate": est.tolist(),
+                "se": s.tolist(),
+                "ci_low": lo.tolist(),
+                "ci_high": hi.tolist(),
+                "ci_method": ["normal"] * k,
+                "df": [math.inf] * k,
+                "n": [self.n] * k,
+                "missing": [self.missing] * k,
+                "flags": [[] for _ in range(k)],
+                "statistic": z.tolist(),
+                "p_value": (2 * stats.norm.sf(np.abs(z))).tolist(),
+                "term": [c.key for c in self.coef_rows] + cuts,
+                "coefficient": self.names,
+            },
+            conf_level=self.conf_level,
+            estimator="proportional odds",
+            where=self.where,
+            vcov=self.vcov,
+        )
+
+    def to_polars(self, exp: bool = False):
+        return self.table(exp=exp).to_polars()
+
+    def to_pandas(self, exp: bool = False):
+        return self.table(exp=exp).to_pandas()
+
+
+def olr(
+    design: SurveyDesign,
+    formula: str,
+    *,
+    levels: Sequence[str] | None = None,
+    where=None,
+    conf_level: float = 0.95,
+) -> OlrFit:
+    """A proportional-odds (cumulative logit) model for ordered answers (R's ``svyolr``).
+
+    ``logit P(Y <= levels[j]) = zeta_j - x'beta``: a positive coefficient moves answers
+    up the scale. ``levels`` lists the answers from lowest to highest (default: the
+    column's order -- a question's choices, else sorted); answers not listed are left
+    out like missing ones. Standard errors are the sandwich of the scores through the
+    design's variance path (linearization), or refits under every replicate.
+
+    >>> import polars as pl
+    >>> from volna.design import SurveyDesign
+    >>> frame = pl.DataFrame({
+    ...     "hope": ["low", "mid", "high", "mid", "low", "high", "mid", "high", "low", "mid"],
+    ...     "age": [50, 40, 22, 35, 61, 30, 45, 25, 33, 28],
+    ... })
+    >>> fit = SurveyDesign.from_frame(frame).olr("hope ~ age", levels=["low", "mid", "high"])
+    >>> fit.to_polars().select("variable", "level", "estimate").with_columns(
+    ...     pl.col("estimate").round(4))
+    shape: (3, 3)
+    ┌───────────┬──────────┬──────────┐
+    │ variable  ┆ level    ┆ estimate │
+    │ ---       ┆ ---      ┆ ---      │
+    │ str       ┆ str      ┆ f64      │
+    ╞═══════════╪══════════╪══════════╡
+    │ age       ┆ null     ┆ -0.2194  │
+    │ cut-point ┆ low|mid  ┆ -9.6531  │
+    │ cut-point ┆ mid|high ┆ -6.357   │
+    └───────────┴──────────┴──────────┘
+    """
+    f = formula if isinstance(formula, Formula) else parse_formula(formula)
+    if f.offset is not None:
+        raise ModelError("olr: offsets are not supported in a proportional-odds model")
+    n = design.data.height
+    col = design.column(f.response)
+    if col.kind == "categorical":
+        names = [label(v) for v in col.levels]
+        codes = col.codes
+    else:
+        values = col.values
+        uniq = np.unique(values[~np.isnan(values)])
+        names = [label(float(v)) for v in uniq]
+        codes = np.where(np.isnan(values), -1, np.searchsorted(uniq, np.nan_to_num(values)))
+    order = list(levels) if levels is not None else names
+    unknown = [v for v in order if v not in names]
+    if unknown:
+        raise ModelError(
+            f"olr: response {f.response} has no answer {unknown[0]!r}; its answers are "
+            + ", ".join(names)
+        )
+    remap = np.full(len(names) + 1, -1)
+    for j, v in enumerate(order):
+        remap[names.index(v)] = j
+    y_all = remap[np.where(codes < 0, len(names), codes)]
+    k = len(order)
+    if k < 3:
+        raise ModelError("olr: the response needs at least three ordered answers")
+    mm = _model_matrix(design, Formula(f.response, f.terms, True, None))
+    domain = np.ones(n, dtype=bool) if design.restriction is None else design.restriction.copy()
+    where_label = None
+    if where is not None:
+        from volna.design import describe_spec
+
+        domain &= design._mask(where, "where")
+        where_label = describe_spec(where)
+    missing = mm.missing | (y_all < 0)
+    fit_rows = domain & ~missing
+    rows = np.flatnonzero(fit_rows & (design.weights > 0))
+    x_full = mm.x[rows][:, 1:]  # no intercept: the cut-points take its place
+    coefs_all = mm.coefs[1:]
+    y = y_all[rows].astype(np.int64)
+    w = design.weights[rows]
+    w_scaled = w / w.mean()
+    keep = _independent_columns(np.column_stack([np.ones(len(rows)), x_full]), w_scaled)
+    keep = keep[keep > 0] - 1
+    x = x_full[:, keep]
+    coef_rows = [coefs_all[j] for j in keep]
+    p = x.shape[1]
+    theta, info, score = _olr_fit(x, y, w_scaled, p, k)
+    a_inv = np.linalg.inv(info)
+    if design.is_replicate:
+        rep = design.replicates
+        reps = rep.weights
+        out = np.empty((len(theta), rep.n_replicates))
+        for r in range(rep.n_replicates):
+            wr = reps[rows, r]
+            out[:, r] = _olr_fit(x, y, wr / wr.sum() * len(rows), p, k, theta=theta)[0]
+        vcov = replicate_covariance(out, theta, rep.scale, rep.rscales, rep.mse)
+        method = f"{rep.type} replicate weights ({rep.n_replicates})"
+    else:
+        infl = (score * (w_scaled / w)[:, None]) @ a_inv
+        base = np.where(fit_rows, 0, -1).astype(np.int64)
+        blocks = []
+        for j in range(len(theta)):
+            num = np.zeros(n)
+            num[rows] = infl[:, j]
+            blocks.append(RatioBlock(base=base, n_bases=1, numerator=num, kind="total"))
+        vcov = design.evaluate(blocks, covariance=True)[0].covariance
+        method = "linearization"
+    cuts = [f"{order[j]}|{order[j + 1]}" for j in range(k - 1)]
+    return OlrFit(
+        formula=f,
+        levels=order,
+        names=[c.name for c in coef_rows] + cuts,
+        terms=mm.term_labels,
+        coefficients=theta,
+        vcov=(vcov + vcov.T) / 2,
+        n=int(fit_rows.sum()),
+        missing=int((domain & missing).sum()),
+        variance_method=method,
+        where=where_label,
+        conf_level=conf_level,
+        coef_rows=coef_rows,
+    )
