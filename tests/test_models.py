@@ -46,6 +46,7 @@ def _design(case) -> SurveyDesign:
         strata=spec["strata"],
         weights=spec["weights"],
         fpc=spec["fpc"] or None,
+        lonely_psu=case.get("lonely_psu") or "fail",
     )
     for step in spec.get("steps", []):
         if step["op"] == "poststratify":

@@ -887,6 +887,13 @@ def _g(v: float | None) -> str:
     return f"{v:.5g}" if abs(v) >= 1e-4 or v == 0 else f"{v:.4e}"
 
 
+def _lonely_factor(design: SurveyDesign, result) -> float:
+    """The ``"average"`` lonely-PSU rule's factor, which the covariance path leaves out."""
+    from volna.compare import lonely_average_factor
+
+    return lonely_average_factor(design, result)
+
+
 # ---------------------------------------------------------------------------------------
 # the estimator
 
@@ -1025,7 +1032,7 @@ def glm(
             num[rows] = infl[:, j]
             blocks.append(RatioBlock(base=base, n_bases=1, numerator=num, kind="total"))
         results = design.evaluate(blocks, covariance=True)
-        vcov = results[0].covariance
+        vcov = results[0].covariance * _lonely_factor(design, results[0])
         design_df = float(results[0].degf()[0])
         method = "linearization"
     vcov = (vcov + vcov.T) / 2
@@ -1111,7 +1118,7 @@ def _predictive_margins(
     results = design.evaluate(blocks, covariance=True)
     estimate = np.array([r.estimate.ravel()[0] for r in results])
     g = np.array(grads)  # (levels, p)
-    cov = results[0].covariance + g @ vcov @ g.T
+    cov = results[0].covariance * _lonely_factor(design, results[0]) + g @ vcov @ g.T
     se = np.sqrt(np.diag(cov))
     crit = stats.norm.ppf(0.5 + level / 2)
     k = len(levels)
@@ -1383,7 +1390,8 @@ def olr(
             num = np.zeros(n)
             num[rows] = infl[:, j]
             blocks.append(RatioBlock(base=base, n_bases=1, numerator=num, kind="total"))
-        vcov = design.evaluate(blocks, covariance=True)[0].covariance
+        result = design.evaluate(blocks, covariance=True)[0]
+        vcov = result.covariance * _lonely_factor(design, result)
         method = "linearization"
     cuts = [f"{order[j]}|{order[j + 1]}" for j in range(k - 1)]
     return OlrFit(
