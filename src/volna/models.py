@@ -50,8 +50,9 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+import polars as pl
 
-from volna.design import DesignError, label
+from volna.design import DesignError, factorize, label
 from volna.results import Estimates
 from volna.variance import RatioBlock, replicate_covariance
 
@@ -361,10 +362,17 @@ class _Matrix:
     term_labels: list[str]
 
 
-def _variable(design: SurveyDesign, name: str):
-    """(kind, values or codes, levels) of a model variable."""
+def _variable(design: SurveyDesign, name: str, categorical: Sequence[str] = ()):
+    """(kind, values or codes, levels) of a model variable.
+
+    Numeric columns named in ``categorical`` (codes such as 1 = yes, 2 = no) are
+    categories, their levels in numeric order.
+    """
     col = design.column(name)
     if col.kind == "numeric":
+        if name in categorical:
+            codes, levels = factorize(pl.Series(name, col.values))
+            return "categorical", codes, tuple(label(v) for v in levels)
         return "numeric", col.values, ()
     if col.kind == "boolean":
         return "categorical", col.codes, ("False", "True")
@@ -372,14 +380,17 @@ def _variable(design: SurveyDesign, name: str):
 
 
 def _model_matrix(
-    design: SurveyDesign, formula: Formula, override: dict[str, int] | None = None
+    design: SurveyDesign,
+    formula: Formula,
+    override: dict[str, int] | None = None,
+    categorical: Sequence[str] = (),
 ) -> _Matrix:
     n = design.data.height
     variables = {}
     for term in formula.terms:
         for v in term:
             if v not in variables:
-                variables[v] = _variable(design, v)
+                variables[v] = _variable(design, v, categorical)
                 if override and v in override:
                     kind, values, levels = variables[v]
                     variables[v] = (kind, np.full(n, override[v], dtype=values.dtype), levels)
@@ -908,6 +919,7 @@ def glm(
     conf_level: float = 0.95,
     epsilon: float = 1e-8,
     maxit: int = 25,
+    categorical: Sequence[str] = (),
 ) -> GlmFit:
     """Fit a generalised linear model with design-based standard errors (R's ``svyglm``).
 
@@ -918,7 +930,8 @@ def glm(
     ``offset`` (a column name, Series or array) is added to the linear predictor, like
     ``offset(...)`` in the formula. ``where`` restricts the fit to a domain of the full
     design. Rows missing the response, a predictor or the offset are left out of the
-    fit with no influence; ``missing`` counts those in the domain.
+    fit with no influence; ``missing`` counts those in the domain. ``categorical``
+    names numeric columns to treat as categories (codes, in numeric order).
 
     The fit follows R's ``glm.fit`` step by step -- the family's start, IRLS, the stop
     ``|dev - dev_old| / (|dev| + 0.1) < epsilon`` (``glm.control``'s ``epsilon`` and
@@ -980,7 +993,7 @@ def glm(
     off_missing = np.isnan(off)
     off = np.nan_to_num(off)
     y = _response(design, f.response, fam)
-    mm = _model_matrix(design, f)
+    mm = _model_matrix(design, f, categorical=tuple(categorical))
     domain = np.ones(n, dtype=bool) if design.restriction is None else design.restriction.copy()
     where_label = None
     if where is not None:
@@ -1050,7 +1063,17 @@ def glm(
 
     def margins(variable: str, level: float) -> Estimates:
         return _predictive_margins(
-            design, f, fam, keep, beta, vcov, fit_rows, off, variable, level, where_label
+            design,
+            f,
+            fam,
+            keep,
+            beta,
+            vcov,
+            fit_rows,
+            variable,
+            level,
+            where_label,
+            tuple(categorical),
         )
 
     return GlmFit(
@@ -1084,25 +1107,26 @@ def glm(
             conf_level=conf_level,
             epsilon=epsilon,
             maxit=maxit,
+            categorical=categorical,
         ),
     )
 
 
 def _predictive_margins(
-    design, f: Formula, fam: Family, keep, beta, vcov, fit_rows, off, variable, level, where
+    design, f: Formula, fam: Family, keep, beta, vcov, fit_rows, variable, level, where, categorical
 ) -> Estimates:
     from scipy import stats
 
     if not any(variable in t for t in f.terms):
         raise ModelError(f"margins: {variable} is not a term of the model")
-    kind, _, levels = _variable(design, variable)
+    kind, _, levels = _variable(design, variable, categorical)
     if kind != "categorical":
         raise ModelError(f"margins: {variable} is numeric; margins are for categories")
     rows = np.flatnonzero(fit_rows)
     w = design.weights[rows]
     fits, grads = [], []
     for code in range(len(levels)):
-        x = _model_matrix(design, f, {variable: code}).x[rows][:, keep]
+        x = _model_matrix(design, f, {variable: code}, categorical).x[rows][:, keep]
         # without the offset, as R's predict.svyglm: rates per unit of exposure
         eta = x @ beta
         mu = fam.linkinv(eta)
@@ -1294,6 +1318,7 @@ def olr(
     levels: Sequence[str] | None = None,
     where=None,
     conf_level: float = 0.95,
+    categorical: Sequence[str] = (),
 ) -> OlrFit:
     """A proportional-odds (cumulative logit) model for ordered answers (R's ``svyolr``).
 
@@ -1350,7 +1375,7 @@ def olr(
     k = len(order)
     if k < 3:
         raise ModelError("olr: the response needs at least three ordered answers")
-    mm = _model_matrix(design, Formula(f.response, f.terms, True, None))
+    mm = _model_matrix(design, Formula(f.response, f.terms, True, None), categorical=categorical)
     domain = np.ones(n, dtype=bool) if design.restriction is None else design.restriction.copy()
     where_label = None
     if where is not None:
