@@ -50,6 +50,7 @@ def _design(case) -> SurveyDesign:
         weights=spec["weights"],
         fpc=spec["fpc"] or None,
         lonely_psu=case.get("lonely_psu") or "fail",
+        nest=bool(spec.get("nest", False)),
     )
     for step in spec.get("steps", []):
         if step["op"] == "rake":
@@ -69,6 +70,7 @@ def _fit(case):
         case["formula"],
         case["family"],
         where=None if where is None else pl.col(where["variable"]) == where["equals"],
+        categorical=case.get("categorical") or (),
     )
 
 
@@ -87,7 +89,10 @@ def test_glm_agrees_with_svyglm(case):
     if any(step["op"] == "rake" for step in case["design"].get("steps", [])):
         rel = REL_RAKE
     table = fit.table().to_polars()
-    assert table["coefficient"].to_list() == [c["name"] for c in case["coefficients"]]
+    names = [c["name"] for c in case["coefficients"]]
+    for v in case.get("categorical") or ():
+        names = [n.replace(f"factor({v})", v) for n in names]  # R: factor(race)2
+    assert table["coefficient"].to_list() == names
     assert fit.df_residual == case["df"]
     for row, want in zip(table.iter_rows(named=True), case["coefficients"], strict=True):
         for key in ("estimate", "se", "statistic", "p_value"):
