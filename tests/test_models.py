@@ -252,3 +252,18 @@ def test_unused_levels_are_dropped_as_r_drops_aliased_columns():
     fit = SurveyDesign.from_frame(frame).glm("y ~ g")
     assert fit.names == ["(Intercept)", "gb"]
     assert "aliased_coefficients" in fit.table().to_polars()["flags"][0].to_list()
+
+
+def test_replicates_whose_refit_fails_are_dropped_as_r_drops_them():
+    frame = pl.DataFrame(
+        {
+            "psu": [1, 1, 2, 2, 3, 3, 4, 4, 5, 5],
+            "y": [1.0, 2.0, 2.5, 3.0, 4.0, 3.5, 5.0, 6.0, 5.5, 7.0],
+            "x": [1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0, 10.0],
+            "g": ["rare", "a", "a", "a", "a", "a", "a", "a", "a", "a"],
+        }
+    )
+    design = SurveyDesign.from_frame(frame, ids="psu").with_replicates("JK1")
+    fit = design.glm("y ~ x + g")
+    assert np.isfinite(fit.vcov).all()
+    assert "replicates_dropped" in fit.table().to_polars()["flags"][0].to_list()

@@ -898,6 +898,14 @@ def _g(v: float | None) -> str:
     return f"{v:.5g}" if abs(v) >= 1e-4 or v == 0 else f"{v:.4e}"
 
 
+def _replicate_vcov(betas: np.ndarray, beta: np.ndarray, rep, flags: list[str]) -> np.ndarray:
+    """R's ``svrVar``: replicates whose refit failed (singular, not converged) are dropped."""
+    ok = np.isfinite(betas).all(axis=0)
+    if not ok.all():
+        flags.append("replicates_dropped")
+    return replicate_covariance(betas[:, ok], beta, rep.scale, np.asarray(rep.rscales)[ok], rep.mse)
+
+
 def _lonely_factor(design: SurveyDesign, result) -> float:
     """The ``"average"`` lonely-PSU rule's factor, which the covariance path leaves out."""
     from volna.compare import lonely_average_factor
@@ -1029,7 +1037,7 @@ def glm(
     if design.is_replicate:
         rep = design.replicates
         betas = _replicate_fits(xk, yy, rep.weights, rows, oo, fam, beta, epsilon, maxit)
-        vcov = replicate_covariance(betas, beta, rep.scale, rep.rscales, rep.mse)
+        vcov = _replicate_vcov(betas, beta, rep, flags)
         design_df = (design.subset(domain) if where is not None else design).degf
         method = f"{rep.type} replicate weights ({rep.n_replicates})"
     else:
@@ -1305,10 +1313,19 @@ class OlrFit:
         )
 
     def to_polars(self, exp: bool = False):
+        """The coefficient table as a polars DataFrame (see :meth:`table`)."""
         return self.table(exp=exp).to_polars()
 
     def to_pandas(self, exp: bool = False):
+        """The coefficient table as a pandas DataFrame (see :meth:`table`)."""
         return self.table(exp=exp).to_pandas()
+
+    def __repr__(self) -> str:
+        head = (
+            f"Design-based proportional-odds model: {self.formula.response} "
+            f"({' < '.join(self.levels)}); {self.variance_method}; {self.n} rows"
+        )
+        return head + "\n" + repr(self.table())
 
 
 def olr(
@@ -1405,7 +1422,7 @@ def olr(
         for r in range(rep.n_replicates):
             wr = reps[rows, r]
             out[:, r] = _olr_fit(x, y, wr / wr.sum() * len(rows), p, k, theta=theta)[0]
-        vcov = replicate_covariance(out, theta, rep.scale, rep.rscales, rep.mse)
+        vcov = _replicate_vcov(out, theta, rep, [])
         method = f"{rep.type} replicate weights ({rep.n_replicates})"
     else:
         infl = (score * (w_scaled / w)[:, None]) @ a_inv
