@@ -26,9 +26,13 @@ from volna.margins import Margin
 HERE = Path(__file__).parent
 FIXTURE = HERE / "fixtures" / "reference"
 CASES_FILE = Path(os.environ.get("VOLNA_REFERENCE_CASES", FIXTURE / "cases.json"))
-#: without VOLNA_REFERENCE_CASES, volna's own R cases for weighting run too
-#: (made by fixtures/reference/make_weighting_cases.R)
-EXTRA_FILES = [] if "VOLNA_REFERENCE_CASES" in os.environ else [FIXTURE / "cases_weighting.json"]
+#: without VOLNA_REFERENCE_CASES, volna's own R cases for weighting and trimming run too
+#: (made by fixtures/reference/make_weighting_cases.R and make_trim_cases.R)
+EXTRA_FILES = (
+    []
+    if "VOLNA_REFERENCE_CASES" in os.environ
+    else [FIXTURE / "cases_weighting.json", FIXTURE / "cases_trim.json"]
+)
 FIELDS = ("estimate", "se", "ci_low", "ci_high", "deff", "statistic", "df", "p_value")
 WEIGHTING_STEPS = {"rake", "poststratify", "calibrate", "trim"}
 #: R's rake() stops after few iterations (maxit=10, epsilon=1 weight unit) where volna
@@ -115,7 +119,13 @@ def apply_steps(design: SurveyDesign, steps: list[dict[str, Any]]) -> SurveyDesi
                 bounds=tuple(bounds) if bounds else None,
             )
         elif op == "trim":
-            design = design.trim(step.get("upper"), step.get("lower"))
+            design = design.trim(
+                step.get("upper"),
+                step.get("lower"),
+                relative=step.get("relative", True),
+                redistribute=step.get("redistribute", "calibrate"),
+                strict=bool(step.get("strict", False)),
+            )
         elif op == "replicates":
             try:
                 import volna.replicates  # noqa: F401

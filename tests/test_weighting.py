@@ -365,3 +365,17 @@ def test_shares_of_a_margin_that_leaves_people_out_are_of_the_covered_weight(sam
     assert est["estimate"][0] == pytest.approx(0.10, rel=1e-9)
     assert est["se"][0] < 1e-7
     assert "its shares are of the weight" in step.notes[0]
+
+
+def test_trim_equal_is_r_trimweights_and_refuses_what_r_cannot(design):
+    # R's rule (checked against R in tests/fixtures/reference/cases_trim.json)
+    raked = design.rake(MARGINS)
+    w0 = raked.weights
+    cap = float(np.quantile(w0, 0.9))
+    trimmed = raked.trim(upper=cap, relative=False, redistribute="equal", strict=True)
+    assert trimmed.weights.max() <= cap * (1 + 1e-12)
+    assert trimmed.weights.sum() == pytest.approx(w0.sum(), rel=1e-12)
+    with pytest.raises(WeightingError, match="redistribute"):
+        raked.trim(upper=cap, relative=False, redistribute="proportional")
+    with pytest.raises(WeightingError, match="strict"):
+        raked.trim(upper=cap, relative=False, strict=True)

@@ -842,6 +842,8 @@ def trim(
     lower: float | None = None,
     *,
     relative: bool = True,
+    redistribute: str = "calibrate",
+    strict: bool = False,
     tol: float = 1e-10,
     max_iter: int = 200,
 ) -> SurveyDesign:
@@ -856,6 +858,15 @@ def trim(
     the caps make that impossible it is an error saying which total stays how far off.
     Without an earlier calibration the total weight is kept.
 
+    ``redistribute="equal"`` is R's ``trimWeights`` instead: weights outside the caps
+    are set to them and the trimmed excess is shared equally among the weights that
+    were inside, so only the total weight is kept (the margins move, and an untrimmed
+    weight may end above the cap); ``strict=True`` repeats that until every weight is
+    within the caps (R's ``strict=TRUE``). The variance keeps the earlier calibration
+    as it was, as R's design does. Not offered on replicate designs (R's replicate
+    version does not share the excess per replicate), nor needed: trim, then build
+    the replicates.
+
     >>> import polars as pl
     >>> from volna.design import SurveyDesign
     >>> frame = pl.DataFrame({"g": ["a", "a", "a", "b", "b", "b"],
@@ -866,15 +877,26 @@ def trim(
     True
     >>> round(float(t.weights[:3].sum()), 9), round(float(t.weights[3:].sum()), 9)
     (12.0, 6.0)
+    >>> e = d.trim(upper=5, relative=False, redistribute="equal")  # R's trimWeights
+    >>> [round(float(v), 6) for v in e.weights]
+    [2.0, 2.0, 5.0, 3.0, 3.0, 3.0]
     """
     if upper is None and lower is None:
         raise WeightingError("trim needs upper= and/or lower=")
+    if redistribute not in ("calibrate", "equal"):
+        raise WeightingError(
+            f"trim: redistribute={redistribute!r}; expected 'calibrate' or 'equal'"
+        )
     w_now = np.asarray(design.weights, dtype=float)
     mean = w_now.mean()
     hi = math.inf if upper is None else float(upper) * (mean if relative else 1.0)
     lo = 0.0 if lower is None else float(lower) * (mean if relative else 1.0)
     if not lo < hi:
         raise WeightingError(f"trim: lower cap {lo:g} is not below upper cap {hi:g}")
+    if redistribute == "equal":
+        return _trim_equal(design, w_now, lo, hi, strict, upper, lower, relative)
+    if strict:
+        raise WeightingError("trim: strict=True goes with redistribute='equal'")
     # the trimmed weights stay as close as they can to the current ones (linear distance
     # from them), under the caps, with the calibration totals unchanged
     d = w_now
@@ -927,6 +949,56 @@ def trim(
     return design.reweighted(
         w, step, calibration, replicate_weights, replace_last=bool(design.calibrations)
     )
+
+
+def _trim_equal(design, w_now, lo, hi, strict, upper, lower, relative) -> SurveyDesign:
+    """R's ``trimWeights``: cap, then share the trimmed excess equally among the rest."""
+    if design.replicates is not None:
+        raise WeightingError(
+            "trim(redistribute='equal') on a replicate design: trim the sampling weights "
+            "first, then build the replicates"
+        )
+    w = w_now.copy()
+    rounds = 0
+    while True:
+        outside = (w < lo) | (w > hi)
+        if not outside.any():
+            break
+        if outside.all():
+            raise WeightingError(
+                f"trimming to [{lo:.6g}, {hi:.6g}]: every weight is outside the caps, "
+                "none is left to take the trimmed excess"
+            )
+        capped = np.clip(w, lo, hi)
+        capped[~outside] += (w - capped).sum() / np.count_nonzero(~outside)
+        w = capped
+        rounds += 1
+        if not strict or rounds >= 10_000:
+            break
+    step = WeightingStep(
+        method="trim",
+        margins=(),
+        converged=True,
+        iterations=rounds,
+        max_error=0.0,
+        errors={"total weight": abs(w.sum() - w_now.sum()) / max(abs(w_now.sum()), 1e-300)},
+        options={
+            "upper": upper,
+            "lower": lower,
+            "relative": relative,
+            "caps": (lo, hi),
+            "redistribute": "equal",
+            "strict": strict,
+        },
+        notes=(
+            f"{int(np.sum(w_now > hi))} weight(s) capped at {hi:.6g}, "
+            f"{int(np.sum(w_now < lo))} raised to {lo:.6g}; the excess shared equally "
+            "(the margins of earlier weighting are not kept)",
+        ),
+        weights_before=w_now,
+    )
+    # the calibration stays as it was: R's trimmed design keeps its calibration residuals
+    return design.reweighted(w, step)
 
 
 def _cell_names(margins: Sequence[Margin], p: int) -> list[str] | None:
