@@ -267,3 +267,39 @@ def test_replicates_whose_refit_fails_are_dropped_as_r_drops_them():
     fit = design.glm("y ~ x + g")
     assert np.isfinite(fit.vcov).all()
     assert "replicates_dropped" in fit.table().to_polars()["flags"][0].to_list()
+
+
+AME_CASES = json.loads((REFERENCE / "ame_cases.json").read_text())["cases"]
+
+
+@pytest.mark.parametrize("case", AME_CASES, ids=[c["id"] for c in AME_CASES])
+def test_marginal_effects_agree_with_r(case):
+    """Average marginal effects and margin contrasts against R by hand (make_ame_cases.R)."""
+    fit = _fit(case)
+    table = fit.marginal_effects([e["variable"] for e in case["effects"]]).to_polars()
+    for want, row in zip(case["effects"], table.iter_rows(named=True), strict=True):
+        assert row["variable"] == want["variable"]
+        _close(row["estimate"], want["estimate"], REL_EXACT)
+        _close(row["se"], want["se"], REL_EXACT)
+    spec = case["contrasts"]
+    if spec:
+        reference = spec["rows"][0]["level"].split(" - ")[1]
+        got = fit.margin_contrasts(spec["variable"], reference=reference).to_polars()
+        rows = {r["level"]: r for r in got.iter_rows(named=True)}
+        assert set(rows) == {r["level"] for r in spec["rows"]}
+        for want in spec["rows"]:
+            _close(rows[want["level"]]["estimate"], want["estimate"], REL_EXACT)
+            _close(rows[want["level"]]["se"], want["se"], REL_EXACT)
+
+
+def test_marginal_effect_of_a_category_is_its_margin_contrast():
+    case = next(c for c in AME_CASES if c["id"] == "A2")
+    fit = _fit(case)
+    effects = fit.marginal_effects().to_polars().filter(pl.col("variable") == "stype")
+    contrasts = fit.margin_contrasts("stype").to_polars()
+    assert effects["level"].to_list() == contrasts["level"].to_list()
+    assert np.allclose(effects["estimate"].to_numpy(), contrasts["estimate"].to_numpy())
+    with pytest.raises(ModelError, match="reference 'X' is not a level of stype"):
+        fit.margin_contrasts("stype", reference="X")
+    with pytest.raises(ModelError, match="not a term"):
+        fit.marginal_effects("api99")

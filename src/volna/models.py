@@ -632,6 +632,8 @@ class GlmFit:
     deviance: float = math.nan
     _refit: Any = field(default=None, repr=False)
     _margins: Any = field(default=None, repr=False)
+    #: what margins and marginal effects need: design, formula, kept columns, fit rows
+    _context: Any = field(default=None, repr=False)
 
     @property
     def se(self) -> np.ndarray:
@@ -820,6 +822,89 @@ class GlmFit:
         if self._margins is None:
             raise ModelError("margins: this fit does not carry its design")
         return self._margins(variable, self.conf_level if conf_level is None else conf_level)
+
+    def marginal_effects(
+        self, variables: str | Sequence[str] | None = None, conf_level: float | None = None
+    ) -> Estimates:
+        """Average marginal effects, with design-based standard errors.
+
+        For a numeric predictor x: the weighted mean, over the fit's respondents, of
+        each one's ``d mu_i / d x_i`` (the change in their predicted mean per unit of x,
+        through every term holding x, interactions included): "one more year of age
+        changes the share planning to stay by ...". For a categorical predictor: the
+        contrasts of its predictive margins with its first level (see
+        :meth:`margin_contrasts`), the discrete change "if everyone were in L rather
+        than in the reference".
+
+        The variance is R's ``svypredmeans`` variance of such a mean: the design
+        variance of the weighted mean of the individual derivatives (the shared variance
+        path: linearization or replicates) plus ``g' V g`` (``g`` the derivatives of the
+        mean by the coefficients, ``V`` their design-based covariance); as in R, the
+        covariance of the two parts is left out. Intervals are normal. As for margins, an
+        offset is left out (effects on the rate per unit of exposure). ``variables``
+        defaults to every variable of the model, in the order of the formula.
+
+        >>> import polars as pl
+        >>> from volna.design import SurveyDesign
+        >>> frame = pl.DataFrame({
+        ...     "stay": [1, 0, 1, 1, 0, 1, 0, 1, 1, 0, 0, 0],
+        ...     "age": [25, 40, 31, 22, 52, 28, 45, 38, 27, 60, 33, 48],
+        ...     "sector": ["it", "arts", "it", "it", "arts", "arts"] * 2,
+        ... })
+        >>> fit = SurveyDesign.from_frame(frame).glm("stay ~ age + sector", "binomial")
+        >>> fit.marginal_effects().to_polars().select(
+        ...     "variable", "level", pl.col("estimate").round(4))
+        shape: (2, 3)
+        ┌──────────┬───────────┬──────────┐
+        │ variable ┆ level     ┆ estimate │
+        │ ---      ┆ ---       ┆ ---      │
+        │ str      ┆ str       ┆ f64      │
+        ╞══════════╪═══════════╪══════════╡
+        │ age      ┆ null      ┆ -0.0236  │
+        │ sector   ┆ it - arts ┆ 0.0954   │
+        └──────────┴───────────┴──────────┘
+        """
+        if self._context is None:
+            raise ModelError("marginal_effects: this fit does not carry its design")
+        level = self.conf_level if conf_level is None else conf_level
+        if variables is None:
+            variables = list(dict.fromkeys(v for t in self.formula.terms for v in t))
+        elif isinstance(variables, str):
+            variables = [variables]
+        parts = [_marginal_effects(self._context, v, level) for v in variables]
+        return _stack_estimates(parts, "marginal effect", level)
+
+    def margin_contrasts(
+        self, variable: str, reference: str | None = None, conf_level: float | None = None
+    ) -> Estimates:
+        """Differences of predictive margins from a reference level, with their SEs.
+
+        Each row is ``margin(L) - margin(reference)`` (``level`` reads ``"L - ref"``),
+        its variance ``c' C c`` with ``C`` the covariance of the margins
+        (:meth:`margins`; R's ``svycontrast`` of ``svypredmeans``). ``reference``
+        defaults to the first level.
+
+        >>> import polars as pl
+        >>> from volna.design import SurveyDesign
+        >>> frame = pl.DataFrame({
+        ...     "stay": [1, 0, 1, 1, 0, 1, 0, 1, 1, 0, 0, 0],
+        ...     "age": [25, 40, 31, 22, 52, 28, 45, 38, 27, 60, 33, 48],
+        ...     "sector": ["it", "arts", "it", "it", "arts", "arts"] * 2,
+        ... })
+        >>> fit = SurveyDesign.from_frame(frame).glm("stay ~ age + sector", "binomial")
+        >>> fit.margin_contrasts("sector").to_polars().select(
+        ...     "level", pl.col("estimate").round(4))
+        shape: (1, 2)
+        ┌───────────┬──────────┐
+        │ level     ┆ estimate │
+        │ ---       ┆ ---      │
+        │ str       ┆ f64      │
+        ╞═══════════╪══════════╡
+        │ it - arts ┆ 0.0954   │
+        └───────────┴──────────┘
+        """
+        level = self.conf_level if conf_level is None else conf_level
+        return _contrast_margins(self.margins(variable, level), variable, reference, level)
 
     def summary(self, exp: bool = False) -> str:
         """A readable summary, like R's ``summary(svyglm)``.
@@ -1086,6 +1171,7 @@ def glm(
 
     return GlmFit(
         _margins=margins,
+        _context=(design, f, fam, keep, beta, vcov, fit_rows, where_label, tuple(categorical)),
         formula=f,
         family=fam,
         names=[c.name for c in coefs],
@@ -1173,6 +1259,156 @@ def _predictive_margins(
         conf_level=level,
         estimator="predictive margin",
         where=where,
+        vcov=cov,
+    )
+
+
+def _contrast_margins(margins: Estimates, variable, reference, level) -> Estimates:
+    from scipy import stats
+
+    table = margins.to_polars()
+    levels = table["level"].to_list()
+    if reference is None:
+        reference = levels[0]
+    if reference not in levels:
+        raise ModelError(
+            f"margin contrasts: reference {reference!r} is not a level of {variable}; "
+            f"expected one of {', '.join(levels)}"
+        )
+    r = levels.index(reference)
+    others = [k for k in range(len(levels)) if k != r]
+    c = np.zeros((len(others), len(levels)))
+    for row, k in enumerate(others):
+        c[row, k], c[row, r] = 1.0, -1.0
+    est = c @ table["estimate"].to_numpy()
+    cov = c @ margins.vcov @ c.T
+    se = np.sqrt(np.diag(cov))
+    crit = stats.norm.ppf(0.5 + level / 2)
+    k = len(others)
+    return Estimates(
+        {
+            "variable": [variable] * k,
+            "level": [f"{levels[j]} - {reference}" for j in others],
+            "domain": [table["domain"][0]] * k,
+            "estimator": ["margin contrast"] * k,
+            "estimate": est.tolist(),
+            "se": se.tolist(),
+            "ci_low": (est - crit * se).tolist(),
+            "ci_high": (est + crit * se).tolist(),
+            "ci_method": ["normal"] * k,
+            "df": [math.inf] * k,
+            "n": [table["n"][0]] * k,
+            "n_weighted": [table["n_weighted"][0]] * k,
+            "flags": [[] for _ in range(k)],
+        },
+        conf_level=level,
+        estimator="margin contrast",
+        where=table["domain"][0],
+        vcov=cov,
+    )
+
+
+def _mu_eta_derivative(fam: Family, eta: np.ndarray, mu: np.ndarray) -> np.ndarray:
+    """d mu_eta / d eta: 0 (identity), mu (1 - mu) (1 - 2 mu) (logit), mu (log)."""
+    if fam.link == "identity":
+        return np.zeros_like(eta)
+    if fam.link == "logit":
+        return mu * (1 - mu) * (1 - 2 * mu)
+    return mu
+
+
+def _marginal_effects(context, variable: str, level: float) -> Estimates:
+    from scipy import stats
+
+    design, f, fam, keep, beta, vcov, fit_rows, where, categorical = context
+    if not any(variable in t for t in f.terms):
+        raise ModelError(f"marginal effects: {variable} is not a term of the model")
+    kind, _, _ = _variable(design, variable, categorical)
+    if kind == "categorical":
+        margins = _predictive_margins(
+            design, f, fam, keep, beta, vcov, fit_rows, variable, level, where, categorical
+        )
+        return _contrast_margins(margins, variable, None, level)
+    rows = np.flatnonzero(fit_rows)
+    w = design.weights[rows]
+    x = _model_matrix(design, f, None, categorical).x[rows][:, keep]
+    # every column is linear in a numeric variable (it enters a term once), so the
+    # columns' derivatives by it are exactly X(x = 1) - X(x = 0)
+    dx = (
+        _model_matrix(design, f, {variable: 1.0}, categorical).x[rows][:, keep]
+        - _model_matrix(design, f, {variable: 0.0}, categorical).x[rows][:, keep]
+    )
+    eta = x @ beta  # without the offset, as the margins
+    mu = fam.linkinv(eta)
+    slope = dx @ beta
+    effect = fam.mu_eta(eta, mu) * slope
+    jac = _mu_eta_derivative(fam, eta, mu) * slope
+    grad = (w * jac) @ x / w.sum() + (w * fam.mu_eta(eta, mu)) @ dx / w.sum()
+    n = design.data.height
+    num = np.zeros(n)
+    num[rows] = effect
+    base = np.where(fit_rows, 0, -1).astype(np.int64)
+    result = design.evaluate([RatioBlock(base=base, n_bases=1, numerator=num)], covariance=True)[0]
+    estimate = float(result.estimate.ravel()[0])
+    var = float(np.ravel(result.covariance)[0]) * _lonely_factor(design, result)
+    var += float(grad @ vcov @ grad)
+    se = math.sqrt(var)
+    crit = stats.norm.ppf(0.5 + level / 2)
+    return Estimates(
+        {
+            "variable": [variable],
+            "level": [None],
+            "domain": [where],
+            "estimator": ["marginal effect"],
+            "estimate": [estimate],
+            "se": [se],
+            "ci_low": [estimate - crit * se],
+            "ci_high": [estimate + crit * se],
+            "ci_method": ["normal"],
+            "df": [math.inf],
+            "n": [len(rows)],
+            "n_weighted": [float(w.sum())],
+            "flags": [[]],
+        },
+        conf_level=level,
+        estimator="marginal effect",
+        where=where,
+        vcov=np.array([[var]]),
+    )
+
+
+def _stack_estimates(parts: list[Estimates], estimator: str, level: float) -> Estimates:
+    """One table of several, the covariance block-diagonal (across blocks unknown: NaN)."""
+    frames = [p.to_polars() for p in parts]
+    cols: dict[str, list] = {}
+    for key in (
+        "variable",
+        "level",
+        "domain",
+        "estimator",
+        "estimate",
+        "se",
+        "ci_low",
+        "ci_high",
+        "ci_method",
+        "df",
+        "n",
+        "n_weighted",
+        "flags",
+    ):
+        cols[key] = [v for fr in frames for v in fr[key].to_list()]
+    k = len(cols["estimate"])
+    cov = np.full((k, k), np.nan)
+    at = 0
+    for p in parts:
+        m = p.vcov.shape[0]
+        cov[at : at + m, at : at + m] = p.vcov
+        at += m
+    return Estimates(
+        cols,
+        conf_level=level,
+        estimator=estimator,
+        where=cols["domain"][0] if k else None,
         vcov=cov,
     )
 
