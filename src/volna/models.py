@@ -541,10 +541,26 @@ def _replicate_fits(x, y, weights, rows, offset, family, beta0, epsilon=1e-8, ma
     """
     n, p = x.shape
     R = weights.shape[1]
-    totals = np.zeros(R)
     chunk = max(256, min(1 << 15, (1 << 22) // max(p * p + 4 * R, 1)))
+
+    def block(i0: int) -> np.ndarray:
+        # the replicate weights of rows[i0:i0 + chunk], read where they lie (the
+        # frame's own columns): never the whole (N, R) matrix
+        r = rows[i0 : i0 + chunk]
+        if isinstance(weights, np.ndarray):
+            return weights[r]
+        if r[-1] - r[0] == len(r) - 1:
+            return weights.rows(int(r[0]), int(r[-1]) + 1)
+        return weights.take_rows(r)
+
+    totals = np.zeros(R)
     for i0 in range(0, n, chunk):
-        totals += weights[rows[i0 : i0 + chunk]].sum(axis=0)
+        totals += block(i0).sum(axis=0)
+    # logistic with a 0/1 outcome: one exp and one log1p per row and replicate (the
+    # generic family path costs several times that); chunks with |eta| > 30, where R
+    # clamps mu, take the generic path
+    fast = family.link == "logit" and bool(np.all((y == 0) | (y == 1)))
+    flip = 1.0 - 2.0 * y  # eta * flip = -log-odds of the observed outcome
     with np.errstate(divide="ignore"):
         norm = np.where(totals > 0, 1.0 / totals, np.nan)
     upper = np.triu_indices(p)
@@ -564,17 +580,30 @@ def _replicate_fits(x, y, weights, rows, offset, family, beta0, epsilon=1e-8, ma
             xc = x[i0 : i0 + chunk]
             oc = offset[i0 : i0 + chunk, None]
             yc = y[i0 : i0 + chunk, None]
-            wc = weights[rows[i0 : i0 + chunk]][:, act] * norm[act]
+            wc = block(i0)
+            wc = wc[:, act] if len(act) < R else wc
+            wc *= norm[act]
             eta = xc @ b.T + oc
-            mu = family.linkinv(eta)
-            dev += family.deviance(yc, mu, wc)
-            d = family.mu_eta(eta, mu)
-            ww = wc * (d * d / family.variance(mu))
-            z = eta - oc + (yc - mu) / d
+            if fast and np.abs(eta).max() <= 30:
+                q = np.exp(eta * flip[i0 : i0 + chunk, None])  # (1 - p_y) / p_y
+                dev += 2 * np.einsum("ij,ij->j", wc, np.log1p(q))
+                r = 1.0 / (1.0 + q)
+                q *= r  # |y - mu|
+                r *= q  # mu (1 - mu): the working weight and d mu / d eta
+                ww = wc * r
+                q *= flip[i0 : i0 + chunk, None]  # mu - y
+                wz = (eta - oc) * ww
+                wz -= wc * q  # ww * z, z = eta - offset + (y - mu) / (mu (1 - mu))
+            else:
+                mu = family.linkinv(eta)
+                dev += family.deviance(yc, mu, wc)
+                d = family.mu_eta(eta, mu)
+                ww = wc * (d * d / family.variance(mu))
+                wz = ww * (eta - oc + (yc - mu) / d)
             # the upper triangle of x x' per row: the cross products are symmetric
             outer = xc[:, upper[0]] * xc[:, upper[1]]
             gram += outer.T @ ww
-            rhs += xc.T @ (ww * z)
+            rhs += xc.T @ wz
         if it > 0:
             done = np.abs(dev - dev_old[act]) / (np.abs(dev) + 0.1) < epsilon
             active[act[done]] = False
@@ -1121,7 +1150,7 @@ def glm(
     a_inv = np.linalg.inv((xk * ww[:, None]).T @ xk)
     if design.is_replicate:
         rep = design.replicates
-        betas = _replicate_fits(xk, yy, rep.weights, rows, oo, fam, beta, epsilon, maxit)
+        betas = _replicate_fits(xk, yy, rep.columns, rows, oo, fam, beta, epsilon, maxit)
         vcov = _replicate_vcov(betas, beta, rep, flags)
         design_df = (design.subset(domain) if where is not None else design).degf
         method = f"{rep.type} replicate weights ({rep.n_replicates})"
