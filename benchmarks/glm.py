@@ -286,8 +286,10 @@ def report(runs: dict[str, dict], rows: int, r_rows: int) -> None:
         value = run.get(step, {}).get("seconds")
         return value if isinstance(value, (int, float)) else None
 
-    print(f"\n{'engine':10s} {'rows':>9s} {'read s':>7s} {'design s':>8s} {'fit s':>8s}"
-          f" {'peak MiB':>9s} {'added MiB':>9s} {'added/matrix':>12s}")
+    print(
+        f"\n{'engine':10s} {'rows':>9s} {'read s':>7s} {'design s':>8s} {'fit s':>8s}"
+        f" {'peak MiB':>9s} {'added MiB':>9s} {'added/matrix':>12s}"
+    )
     for name, run in runs.items():
         n = r_rows if name in ("R", "volna_sub") else rows
         m = n * N_REPLICATES * 8 / 2**20
