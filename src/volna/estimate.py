@@ -168,10 +168,14 @@ def total(
     df: float | str | None = None,
     deff: bool | str = True,
     vcov: bool = False,
+    categorical: Any = (),
 ) -> Estimates:
     """Population totals; for a categorical variable the weighted count of each level.
 
-    Parameters as :func:`mean`.
+    ``categorical`` names numeric columns holding codes (1 = yes, 2 = no; ``True``: every
+    variable): their levels are counted, in numeric order, as R's ``svytable`` and
+    ``svytotal`` of a factor do, instead of summing the codes. Other parameters as
+    :func:`mean`.
 
     >>> import polars as pl
     >>> from volna.design import SurveyDesign
@@ -179,11 +183,16 @@ def total(
     ...                             weights="w")
     >>> d.total("y").value()
     11.0
+    >>> d.total("y", categorical=["y"]).to_polars().select("level", "estimate").rows()
+    [('1', 1.0), ('2', 1.0), ('4', 2.0)]
     """
     domains = design.domains(by, where)
     specs = []
     for var in _as_list(variables):
         col = design.column(var)
+        if col.kind == "numeric" and (categorical is True or var in _as_list(categorical)):
+            codes, lv = _numeric_levels(col)
+            col = Column(col.name, "categorical", None, codes, tuple(lv))
         if col.kind == "categorical":
             spec = _level_spec(col, domains, "total", kind="total")
             spec.cell_counts = True
