@@ -564,6 +564,29 @@ def test_bootstrap_one_psu_stratum_is_named():
         make_replicates(strata, np.arange(3), None, np.ones(3), type="bootstrap", seed=1)
 
 
+def test_lonely_stratum_under_a_rule_as_r_jknweights():
+    # R's values for these rules: tests/fixtures/reference/cases_lonely_replicates.json
+    strata = np.array(["a", "a", "b", "c", "c"])
+    w = np.ones(5)
+    removed = make_replicates(strata, np.arange(5), None, w, type="JKn", lonely_psu="remove")
+    assert removed.weights.shape == (5, 4) and removed.scale == 1.0
+    assert np.all(removed.weights[2] == 1.0)  # the lonely PSU: no replicate, its weight kept
+    average = make_replicates(strata, np.arange(5), None, w, type="JKn", lonely_psu="average")
+    assert average.scale == pytest.approx(5 / 4)
+    adjust = make_replicates(strata, np.arange(5), None, w, type="JKn", lonely_psu="adjust")
+    assert adjust.weights.shape == (5, 5)
+    np.testing.assert_allclose(adjust.weights[:, 2], [1.5, 1.5, 0.0, 1.5, 1.5])
+    assert adjust.rscales[2] == pytest.approx(2 / 3)
+
+
+def test_bootstrap_keeps_a_lonely_psu_under_a_rule():
+    strata = np.array(["a", "a", "a", "b"])
+    rs = make_replicates(
+        strata, np.arange(4), None, np.full(4, 2.0), type="bootstrap", seed=3, lonely_psu="remove"
+    )
+    assert np.all(rs.weights[3] == 2.0)
+
+
 def test_fraction_must_be_constant_within_a_stratum():
     f = np.array([0.1, 0.1, 0.2, 0.3])
     strata = np.array(["x", "x", "y", "y"])

@@ -668,6 +668,7 @@ class SurveyDesign:
             seed=seed,
             replicates=replicates,
             rho=rho,
+            lonely_psu=self.lonely_psu,
         )
         rep_weights = np.asarray(result.weights, dtype=float)
         set_ = ReplicateWeights(

@@ -758,33 +758,59 @@ def _jk1(stage: _Stage) -> _Factors:
     return _Factors(table, None, scale, np.ones(p))
 
 
-def _jkn(stage: _Stage) -> _Factors:
+def _jkn(stage: _Stage, lonely_psu: str = "fail") -> _Factors:
     certain = stage.f_h >= 1.0
     lonely = np.flatnonzero((stage.n_h < 2) & ~certain)
-    if len(lonely):
+    if len(lonely) and lonely_psu not in ("remove", "certainty", "average", "adjust"):
         raise ReplicateError(
             f"JKn: {_strata_list(stage, lonely)} only one PSU; a delete-one jackknife needs"
-            " at least 2 per stratum (collapse strata first)"
+            " at least 2 per stratum (collapse strata first, or choose a lonely_psu rule)"
         )
-    # Replicates in R's order: strata by first appearance, PSUs by first
-    # appearance within the stratum; exhaustively sampled strata (f_h = 1) have
-    # no sampling variance and no replicates (R drops them).
-    active = np.flatnonzero(~certain[stage.unit_stratum])
-    if not len(active):
+    # Replicates in R's order (jknweights): strata by first appearance, PSUs by first
+    # appearance within the stratum; exhaustively sampled strata (f_h = 1) have no
+    # sampling variance and no replicates (R drops them). A lonely stratum, as R: no
+    # replicate under remove/certainty/average; under adjust one replicate that drops
+    # it and weights every other PSU by H/(H-1), with rscale (H-1)/H.
+    is_lonely = np.zeros(stage.n_strata, dtype=bool)
+    is_lonely[lonely] = True
+    n_strata = stage.n_strata
+    rows, rscales = [], []
+    for h in range(n_strata):
+        if certain[h]:
+            continue
+        members = np.flatnonzero(stage.unit_stratum == h)
+        if is_lonely[h]:
+            if lonely_psu == "adjust":
+                if n_strata < 2:
+                    raise ReplicateError(
+                        "JKn: the design's only stratum has one PSU; lonely_psu='adjust'"
+                        " needs other strata"
+                    )
+                row = np.full(stage.n_units, n_strata / (n_strata - 1))
+                row[members] = 0.0
+                rows.append(row)
+                rscales.append((n_strata - 1) / n_strata)
+            continue
+        nh = float(len(members))
+        for j in members:
+            row = np.ones(stage.n_units)
+            row[members] = nh / (nh - 1)
+            row[j] = 0.0
+            rows.append(row)
+            rscales.append((nh - 1) / nh * (1.0 - stage.f_h[h]))
+    if not rows:
         raise ReplicateError(
-            "JKn: every stratum was sampled exhaustively (sampling fraction 1), so the"
-            " first stage has no sampling variance to replicate"
+            "JKn: every stratum was sampled exhaustively (sampling fraction 1) or left"
+            " out by the lonely PSU rule, so the first stage has no sampling variance to"
+            " replicate"
         )
-    dropped = active[np.argsort(stage.unit_stratum[active], kind="stable")]
-    r = len(dropped)
+    r = len(rows)
     _check_size(stage.n, r, "JKn")
-    rep_stratum = stage.unit_stratum[dropped]
-    nh = stage.n_h[rep_stratum].astype(np.float64)
-    same = rep_stratum[:, None] == stage.unit_stratum[None, :]
-    table = np.where(same, (nh / np.maximum(nh - 1, 1))[:, None], 1.0)
-    table[np.arange(r), dropped] = 0.0
-    rscales = (nh - 1) / nh * (1.0 - stage.f_h[rep_stratum])
-    return _Factors(table, None, 1.0, rscales)
+    scale = 1.0
+    if lonely_psu == "average" and r < stage.n_units:
+        # R's jknweights: replicates short of one per PSU are made up by the scale
+        scale = stage.n_units / r
+    return _Factors(np.array(rows), None, scale, np.array(rscales))
 
 
 def _strata_list(stage: _Stage, which: np.ndarray, detail: bool = False) -> str:
@@ -840,7 +866,12 @@ def _sort_key(label: object) -> str:
 
 
 def _bootstrap(
-    stage: _Stage, replicates: int | None, seed: int | None, use_fpc: bool, kind: str
+    stage: _Stage,
+    replicates: int | None,
+    seed: int | None,
+    use_fpc: bool,
+    kind: str,
+    lonely_psu: str = "fail",
 ) -> _Factors:
     r = DEFAULT_BOOTSTRAP_REPLICATES if replicates is None else int(replicates)
     if r < 2:
@@ -848,10 +879,11 @@ def _bootstrap(
     _check_size(stage.n, r, kind)
     lam = np.sqrt(1.0 - stage.f_h) if use_fpc else np.ones(stage.n_strata)
     lonely = np.flatnonzero((stage.n_h < 2) & (lam > 0))
-    if len(lonely):
+    if len(lonely) and lonely_psu == "fail":
         raise ReplicateError(
             f"{kind}: {_strata_list(stage, lonely)} only one PSU; the Rao-Wu bootstrap draws"
-            " n_h - 1 PSUs per stratum and needs at least 2 (collapse strata first)"
+            " n_h - 1 PSUs per stratum and needs at least 2 (collapse strata first, or"
+            " choose a lonely_psu rule)"
         )
     p, nh = stage.n_units, stage.n_h
     by_stratum = np.argsort(stage.unit_stratum, kind="stable")  # PSUs grouped by stratum
@@ -883,6 +915,10 @@ def _bootstrap(
     # multiplier n_h/(n_h-1) * count, shrunk by Rao, Wu & Yue's lambda
     unit_nh = nh[stage.unit_stratum].astype(np.float64)
     counts *= (unit_nh / np.maximum(unit_nh - 1, 1))[None, :]
+    if len(lonely):
+        # under a lonely-PSU rule the lonely PSU keeps its weight in every replicate
+        # and adds no variance, as in R's bootweights (one PSU resampled from itself)
+        counts[:, np.isin(stage.unit_stratum, lonely)] = 1.0
     shrink = lam[stage.unit_stratum] if use_fpc and stage.has_fpc else None
     return _Factors(counts, None, 1.0 / (r - 1), np.ones(r), shrink)
 
@@ -926,6 +962,7 @@ def make_replicates(
     seed: int | None = None,
     replicates: int | None = None,
     rho: float | None = None,
+    lonely_psu: str = "fail",
 ) -> ReplicateSet:
     """Build replicate weights for a design's first stage.
 
@@ -938,8 +975,13 @@ def make_replicates(
     50), SDR (the order of the Hadamard matrix is the smallest available at
     least this) and BRR/Fay (an order of Hadamard matrix above the number of
     strata; default R's). ``seed``: for the bootstrap. ``rho``: Fay's rho,
-    0 < rho < 1, for ``type="Fay"`` only. The module docstring gives each
-    method's weights, scale, rscales and mse.
+    0 < rho < 1, for ``type="Fay"`` only. ``lonely_psu``: the design's rule for a
+    stratum with one PSU; ``"fail"`` refuses, as before. JKn applies it as R's
+    ``jknweights`` (remove/certainty/average: no replicate for the stratum, average
+    scaling by PSUs/replicates; adjust: one replicate dropping the stratum, the other
+    PSUs weighted H/(H-1), rscale (H-1)/H); the bootstraps keep the lonely PSU's weight
+    in every replicate. The module docstring gives each method's weights, scale,
+    rscales and mse.
 
     Raises :class:`ReplicateError` (a :class:`~volna.errors.VolnaError`) for an
     unknown type, an option that does not apply, and a design the method cannot
@@ -989,14 +1031,14 @@ def make_replicates(
     if canonical == "JK1":
         factors = _jk1(stage)
     elif canonical == "JKn":
-        factors = _jkn(stage)
+        factors = _jkn(stage, lonely_psu)
     elif canonical in ("BRR", "Fay"):
         factors = _brr(stage, replicates, float(rho or 0.0))
     elif canonical == "SDR":
         factors = _sdr(stage, replicates)
     else:
         use_fpc = canonical == "bootstrap"
-        factors = _bootstrap(stage, replicates, seed, use_fpc, canonical)
+        factors = _bootstrap(stage, replicates, seed, use_fpc, canonical, lonely_psu)
     return ReplicateSet(
         weights=_expand(factors, stage, w),
         scale=float(factors.scale),
