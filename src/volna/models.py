@@ -533,41 +533,46 @@ def _replicate_fits(x, y, weights, rows, offset, family, beta0, epsilon=1e-8, ma
 
     As R's ``svrepglm``: every replicate starts from the full-sample coefficients with
     its weights normalised to sum 1 and stops by ``glm.fit``'s deviance rule. ``weights``
-    is the design's ``(N, R)`` replicate weight matrix and ``rows`` the rows of the fit.
-    Each pass walks the rows in chunks, computing for every replicate still running its
-    deviance at the current coefficients and the cross products ``X'W_r X`` (one
-    ``(p(p+1)/2, m) @ (m, R)`` product) and ``X'W_r z`` of the next step, so memory
-    stays at a few chunks whatever the sample size.
+    is the design's replicate weights (:class:`~volna.variance.ReplicateWeightColumns`,
+    or an ``(N, R)`` array) and ``rows`` the rows of the fit. Each pass walks the rows in
+    chunks, reading the replicate weights where they lie (never the whole matrix) and
+    computing for every replicate still running its deviance at the current
+    coefficients and the cross products ``X'W_r X`` (one ``(p(p+1)/2, m) @ (m, R)``
+    product) and ``X'W_r z`` of the next step; all are linear in the weights, so the
+    first pass also sums them and the normalisation is applied per pass. A replicate
+    whose Newton step predicts a deviance change (``s' X'WX s``) a hundred times below
+    the stop is stopped there: R's next iterate would be the last, at the same
+    coefficients, and its deviance pass is saved.
     """
     n, p = x.shape
     R = weights.shape[1]
-    chunk = max(256, min(1 << 15, (1 << 22) // max(p * p + 4 * R, 1)))
+    chunk = max(256, min(1 << 14, (1 << 22) // max(p * p + 4 * R, 1)))
+    starts = range(0, n, chunk)
+    xt = np.ascontiguousarray(x.T)
+    has_offset = bool(np.any(offset))
+    buf = np.empty((min(chunk, n), R))
 
     def block(i0: int) -> np.ndarray:
-        # the replicate weights of rows[i0:i0 + chunk], read where they lie (the
-        # frame's own columns): never the whole (N, R) matrix
         r = rows[i0 : i0 + chunk]
         if isinstance(weights, np.ndarray):
             return weights[r]
         if r[-1] - r[0] == len(r) - 1:
-            return weights.rows(int(r[0]), int(r[-1]) + 1)
+            lo, hi = int(r[0]), int(r[-1]) + 1
+            if weights.multiplier is None:
+                return weights.stored_rows(lo, hi, out=buf)
+            return weights.rows(lo, hi)
         return weights.take_rows(r)
 
-    totals = np.zeros(R)
-    for i0 in range(0, n, chunk):
-        totals += block(i0).sum(axis=0)
     # logistic with a 0/1 outcome: one exp and one log1p per row and replicate (the
     # generic family path costs several times that); chunks with |eta| > 30, where R
     # clamps mu, take the generic path
     fast = family.link == "logit" and bool(np.all((y == 0) | (y == 1)))
     flip = 1.0 - 2.0 * y  # eta * flip = -log-odds of the observed outcome
-    with np.errstate(divide="ignore"):
-        norm = np.where(totals > 0, 1.0 / totals, np.nan)
     upper = np.triu_indices(p)
     beta = np.repeat(beta0[None, :], R, axis=0)  # (R, p)
     dev_old = np.full(R, np.nan)
-    active = np.isfinite(norm)
-    beta[~active] = np.nan
+    active = np.ones(R, dtype=bool)
+    norm = np.ones(R)
     for it in range(maxit + 1):
         act = np.flatnonzero(active)
         if not len(act):
@@ -576,34 +581,53 @@ def _replicate_fits(x, y, weights, rows, offset, family, beta0, epsilon=1e-8, ma
         gram = np.zeros((len(upper[0]), len(act)))
         rhs = np.zeros((p, len(act)))
         dev = np.zeros(len(act))
-        for i0 in range(0, n, chunk):
-            xc = x[i0 : i0 + chunk]
-            oc = offset[i0 : i0 + chunk, None]
-            yc = y[i0 : i0 + chunk, None]
+        totals = np.zeros(R) if it == 0 else None
+        for i0 in starts:
+            i1 = min(n, i0 + chunk)
+            xc, xtc = x[i0:i1], xt[:, i0:i1]
+            oc = offset[i0:i1, None]
             wc = block(i0)
-            wc = wc[:, act] if len(act) < R else wc
-            wc *= norm[act]
-            eta = xc @ b.T + oc
+            if totals is not None:
+                totals += wc.sum(axis=0)
+            if len(act) < R:
+                wc = wc[:, act]
+            eta = xc @ b.T
+            if has_offset:
+                eta += oc
             if fast and np.abs(eta).max() <= 30:
-                q = np.exp(eta * flip[i0 : i0 + chunk, None])  # (1 - p_y) / p_y
+                q = eta * flip[i0:i1, None]
+                np.exp(q, out=q)  # (1 - p_y) / p_y
                 dev += 2 * np.einsum("ij,ij->j", wc, np.log1p(q))
                 r = 1.0 / (1.0 + q)
                 q *= r  # |y - mu|
                 r *= q  # mu (1 - mu): the working weight and d mu / d eta
                 ww = wc * r
-                q *= flip[i0 : i0 + chunk, None]  # mu - y
-                wz = (eta - oc) * ww
-                wz -= wc * q  # ww * z, z = eta - offset + (y - mu) / (mu (1 - mu))
+                q *= flip[i0:i1, None]  # mu - y
+                if has_offset:
+                    eta -= oc
+                eta *= ww
+                eta -= wc * q  # ww * z, z = eta - offset + (y - mu) / (mu (1 - mu))
+                wz = eta
             else:
+                yc = y[i0:i1, None]
                 mu = family.linkinv(eta)
                 dev += family.deviance(yc, mu, wc)
                 d = family.mu_eta(eta, mu)
                 ww = wc * (d * d / family.variance(mu))
                 wz = ww * (eta - oc + (yc - mu) / d)
             # the upper triangle of x x' per row: the cross products are symmetric
-            outer = xc[:, upper[0]] * xc[:, upper[1]]
-            gram += outer.T @ ww
-            rhs += xc.T @ wz
+            gram += (xtc[upper[0]] * xtc[upper[1]]) @ ww
+            rhs += xtc @ wz
+        if totals is not None:
+            with np.errstate(divide="ignore"):
+                norm = np.where(totals > 0, 1.0 / totals, np.nan)
+            active = np.isfinite(norm)
+            beta[~active] = np.nan
+            keep = active[act]
+            act, gram, rhs, dev = act[keep], gram[:, keep], rhs[:, keep], dev[keep]
+        dev *= norm[act]
+        gram *= norm[act]
+        rhs *= norm[act]
         if it > 0:
             done = np.abs(dev - dev_old[act]) / (np.abs(dev) + 0.1) < epsilon
             active[act[done]] = False
@@ -620,6 +644,11 @@ def _replicate_fits(x, y, weights, rows, offset, family, beta0, epsilon=1e-8, ma
         ok = np.linalg.matrix_rank(g) == p if len(act) else np.zeros(0, bool)
         if ok.any():
             new[ok] = np.linalg.solve(g[ok], rhs.T[ok][:, :, None])[:, :, 0]
+        if it > 0 and it < maxit and ok.any():
+            step = new - beta[act]
+            change = np.einsum("ri,rij,rj->r", step, g, step)
+            settled = ok & (change / (np.abs(dev) + 0.1) < epsilon * 1e-2)
+            active[act[settled]] = False
         beta[act] = new
         active[act[~ok]] = False
     return beta.T
