@@ -100,6 +100,7 @@ def test_sections_in_order(built, questionnaire):
         "banners",
         "paired",
         "benchmarks",
+        "models",
     ]
     reported = [
         q.name

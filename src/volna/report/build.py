@@ -43,7 +43,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cached_property
 from typing import Any
 
@@ -328,6 +328,7 @@ class _Builder:
             + len(config.banners)
             + bool(config.paired)
             + (config.benchmarks is not None)
+            + bool(config.models)
             + len(config.waves)
         )
         self.step("data")
@@ -337,6 +338,7 @@ class _Builder:
         frame = self._prepare(self.raw, self.questions)
         self.banners = self._banners(frame)
         frame = self._banner_columns(frame, self.banners)
+        frame = self._model_columns(frame)
         self.frame = frame
         self.step("weighting")
         self.base_design, self.design, self.diagnostics = self._design(frame, "")
@@ -356,6 +358,9 @@ class _Builder:
         if config.benchmarks is not None:
             self.step("benchmarks")
             sections.append(self._benchmark_section())
+        if config.models:
+            self.step("models")
+            sections.append(self._models_section())
         if config.waves:
             sections.append(self._waves_section(top))
         self.step("methodology")
@@ -1756,6 +1761,223 @@ class _Builder:
         date = f", {b.date}" if b.date else ""
         return f"{levels} — {who}{date}"
 
+    # ---- models ------------------------------------------------------------------------
+
+    def _model_columns(self, frame: pl.DataFrame) -> pl.DataFrame:
+        """The models' variables ready to fit: choices as Enums, derived outcome and domain.
+
+        ``_model{i}_y`` is 1 for the ``success`` codes of the response (0 for the other
+        answers, missing if unanswered), ``_model{i}_where`` the domain.
+        """
+        from volna.models import parse_formula
+
+        self._model_specs = []
+        for i, spec in enumerate(self.config.models):
+            where_key = self.config.where(f"{spec.key}.formula")
+            f = parse_formula(spec.formula)
+            names = [f.response, *(v for term in f.terms for v in term)]
+            if f.offset is not None:
+                names.append(f.offset[0])
+            for name in dict.fromkeys(names):
+                if name not in frame.columns:
+                    raise ConfigError(
+                        f"{where_key}: no column {name!r} in the data; expected a question's "
+                        "name (or a multiple-choice option as `question/code`)"
+                    )
+                q = self._question(name)
+                if q is not None and q.type in ("single", "scale"):
+                    frame = frame.with_columns(self._enum(frame, name, list(q.codes), "data"))
+                elif q is None and "/" in name and name.split("/")[0] in self.qn:
+                    s = frame.get_column(name)
+                    if s.dtype != pl.Boolean:
+                        frame = frame.with_columns(self._boolean(s, "data"))
+            extra = []
+            response = f.response
+            if spec.success:
+                q = self._question(f.response)
+                if q is None or q.type not in ("single", "scale"):
+                    raise ConfigError(
+                        f"{self.config.where(spec.key + '.success')}: the response "
+                        f"{f.response} is not a choice question; success names its codes"
+                    )
+                for code in spec.success:
+                    if code not in q.codes:
+                        raise ConfigError(
+                            f"{self.config.where(spec.key + '.success')}: {code!r} is not a "
+                            f"code of {q.name} (codes: {', '.join(q.codes)})"
+                        )
+                response = f"_model{i}_y"
+                col = pl.col(f.response).cast(pl.String)
+                extra.append(
+                    pl.when(col.is_null())
+                    .then(None)
+                    .otherwise(col.is_in(list(spec.success)).cast(pl.Float64))
+                    .alias(response)
+                )
+            where = None
+            if spec.where:
+                conds = []
+                for qname, codes in spec.where.items():
+                    key = self.config.where(f"{spec.key}.where")
+                    if qname not in frame.columns or qname not in self.qn:
+                        raise ConfigError(f"{key}: no question named {qname!r}")
+                    q = self.qn[qname]
+                    for code in codes:
+                        if code not in q.codes:
+                            raise ConfigError(
+                                f"{key}.{qname}: {code!r} is not a code of {qname} "
+                                f"(codes: {', '.join(q.codes)})"
+                            )
+                    conds.append(pl.col(qname).cast(pl.String).is_in(list(codes)).fill_null(False))
+                where = f"_model{i}_where"
+                expr = conds[0]
+                for c in conds[1:]:
+                    expr = expr & c
+                extra.append(expr.alias(where))
+            if extra:
+                frame = frame.with_columns(extra)
+            self._model_specs.append((spec, replace(f, response=response), where))
+        return frame
+
+    def _question(self, name: str) -> Question | None:
+        return self.qn[name] if name in self.qn else None  # noqa: SIM401 (no .get)
+
+    def _term_label(self, coef, fit) -> str:
+        """A coefficient in words: the question's label, and the choice's for a level."""
+        if coef.term == "(Intercept)":
+            return t("intercept", self.lang)
+        variables = coef.term.split(":")
+        levels = coef.level.split(":") if coef.level else []
+        parts = []
+        for v in variables:
+            base = v.split("/")[0]
+            q = self._question(base)
+            text = q.label(self.lang) if q is not None else v
+            if q is not None and q.type == "multiple" and "/" in v:
+                code = v.split("/", 1)[1]
+                option = q.choice(code).label(self.lang) if code in q.codes else code
+                text = _label_and_choice(text, option)
+                if levels and levels[0] in ("True", "False"):
+                    levels.pop(0)
+            elif q is not None and q.type in ("single", "scale") and levels:
+                code = levels.pop(0)
+                choice = q.choice(code).label(self.lang) if code in q.codes else code
+                text = _label_and_choice(text, choice)
+            elif levels and self.frame.schema.get(v) == pl.Boolean:
+                levels.pop(0)
+            parts.append(text)
+        return " × ".join(parts)
+
+    def _models_section(self) -> Section:
+        tables = [self._model_table(i, *m) for i, m in enumerate(self._model_specs)]
+        return Section(
+            key="models",
+            title=t("models", self.lang),
+            intro=(t("models_intro", self.lang),),
+            tables=tuple(tables),
+        )
+
+    def _model_table(self, i: int, spec, formula, where) -> ReportTable:
+        from volna.models import ModelError, _model_matrix
+
+        lang = self.lang
+        try:
+            fit = self.design.glm(
+                formula, spec.family, where=None if where is None else pl.col(where)
+            )
+        except ModelError as exc:
+            raise ConfigError(f"{self.config.where(spec.key + '.formula')}: {exc}") from None
+        ratio = fit.family.ratio_name is not None
+        est = fit.table(exp=ratio, conf_level=self.rules.conf_level).to_polars()
+        level = f"{self.rules.conf_level * 100:g}"
+        head = t("odds_ratio" if fit.family.link == "logit" else "rate_ratio", lang)
+        if not ratio:
+            head = t("coefficient", lang)
+        cols = [
+            t("model_term", lang),
+            head,
+            t("ci_low", lang, level=level),
+            t("ci_high", lang, level=level),
+            t("p", lang),
+            t("model_flag", lang),
+        ]
+        problems = {
+            "replicates_dropped": t("model_replicates_dropped", lang),
+            "fitted_probabilities_0_or_1": t("model_separation", lang),
+            "no_degrees_of_freedom": t("model_no_df", lang),
+        }
+        grid = _Grid(cols)
+        est = _ids(est)
+        for coef, row in zip(fit.coefs, est.iter_rows(named=True), strict=True):
+            r = grid.add_row(self._term_label(coef, fit))
+            grid.set(r, cols[1], i18n.number(row["estimate"], lang, 2))
+            grid.set(r, cols[2], i18n.number(row["ci_low"], lang, 2))
+            grid.set(r, cols[3], i18n.number(row["ci_high"], lang, 2))
+            grid.set(r, cols[4], i18n.p_value(row["p_value"], lang))
+            flags = [problems[f] for f in row["flags"] or [] if f in problems]
+            grid.set(r, cols[5], "; ".join(flags))
+            grid.place(row["_id"], r, cols[1], "ratio" if ratio else "coefficient")
+        # coefficients left out as collinear (R: NA), each a row with the reason
+        full = _model_matrix(self.design, formula)
+        kept = set(fit.names)
+        for coef in full.coefs:
+            if coef.name not in kept:
+                r = grid.add_row(self._term_label(coef, fit))
+                for c in cols[1:5]:
+                    grid.set(r, c, i18n.SUPPRESSED)
+                grid.set(r, cols[5], t("model_aliased", lang))
+        estimates = grid.located(est.with_columns(pl.lit(f"models[{i}]").alias("model")))
+        display, marks = grid.display()
+        families = {
+            "logit": "family_logistic",
+            "identity": "family_linear",
+            "log": "family_poisson",
+        }
+        from volna.models import parse_formula
+
+        asked = parse_formula(spec.formula).response
+        q = self._question(asked)
+        response = q.label(lang) if q is not None else asked
+        if spec.success and q is not None:
+            chosen = ", ".join(q.choice(c).label(lang) for c in spec.success)
+            response = f"{response} — {chosen}"
+        notes = [
+            t("model_response", lang, response=response),
+            t(
+                "model_note",
+                lang,
+                n=i18n.number(fit.n, lang, 0),
+                missing=i18n.number(fit.missing, lang, 0),
+                df=i18n.number(fit.design_df, lang, 0),
+                family=t(families[fit.family.link], lang),
+                method=fit.variance_method,
+            ),
+        ]
+        refs = []
+        for term in fit.formula.terms:
+            if (
+                len(term) == 1
+                and term[0] in self.qn
+                and self.qn[term[0]].type in ("single", "scale")
+            ):
+                q = self.qn[term[0]]
+                present = self.frame.get_column(term[0]).drop_nulls().unique().cast(pl.String)
+                first = next((c for c in q.codes if c in present.to_list()), None)
+                if first is not None:
+                    refs.append(_label_and_choice(q.label(lang), q.choice(first).label(lang)))
+        if refs:
+            notes.append(t("model_reference", lang, levels="; ".join(refs)))
+        title = text_in(spec.label, lang) or spec.formula
+        return ReportTable(
+            key=f"model:{i}",
+            kind="model",
+            title=title,
+            estimates=estimates,
+            display=display,
+            marks=marks,
+            notes=tuple(notes),
+        )
+
     # ---- waves -------------------------------------------------------------------------
 
     def _waves_section(self, top: Mapping[str, pl.DataFrame]) -> Section:
@@ -2225,6 +2447,15 @@ class _Builder:
 
 # ---------------------------------------------------------------------------------------
 # small helpers
+
+
+def _label_and_choice(question: str, choice: str) -> str:
+    """A question's label and one of its choices: "Sector: IT", "Which field? — IT".
+
+    >>> _label_and_choice("In which field did you work?", "IT")
+    'In which field did you work? — IT'
+    """
+    return f"{question} — {choice}" if question.rstrip()[-1:] in "?:." else f"{question}: {choice}"
 
 
 def _has_flag(frame: pl.DataFrame, flag: str) -> bool:

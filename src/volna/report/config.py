@@ -176,6 +176,27 @@ class Study:
             object.__setattr__(self, name, _frozen(getattr(self, name)))
 
 
+MODEL_FAMILIES = ("binomial", "quasibinomial", "gaussian", "poisson", "quasipoisson")
+_MODEL_KEYS = ("formula", "family", "success", "where", "label")
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """A regression table of the report (``models:``): formula, family, domain, label.
+
+    ``success`` are the codes of a choice question response counted as 1 (the others
+    0, an unanswered question missing); ``where`` keeps the respondents whose answer
+    to each question is one of its codes, as a domain of the full design.
+    """
+
+    formula: str
+    family: str
+    success: tuple[str, ...] = ()
+    where: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    label: Text = field(default_factory=dict)
+    key: str = "models[0]"
+
+
 @dataclass(frozen=True)
 class ReportConfig:
     """Everything a report needs besides the questionnaire and the responses.
@@ -203,6 +224,8 @@ class ReportConfig:
     screening: ScreeningConfig | None = None
     #: names for the benchmarks in the report, by benchmark name, per language
     benchmark_labels: Mapping[str, Text] = field(default_factory=dict)
+    #: regression tables (``models:``)
+    models: tuple[ModelSpec, ...] = ()
     wave: Text = field(default_factory=dict)
     waves: tuple[Wave, ...] = ()
     rules: TableRules = field(default_factory=TableRules)
@@ -267,6 +290,7 @@ _TOP_KEYS = (
     "banners",
     "paired",
     "benchmarks",
+    "models",
     "screening",
     "wave",
     "waves",
@@ -437,6 +461,50 @@ class _ConfigReader(_Reader):
     def __init__(self, filename: str, base: Path) -> None:
         super().__init__(filename)
         self.base = base
+
+    def model(self, value: Any, line: int, i: int) -> ModelSpec:
+        """One entry of ``models:``; the formula is read now, its names at build time."""
+        from volna.models import ModelError, parse_formula
+
+        key = f"models[{i}]"
+        m = self.mapping(value, line, key, _MODEL_KEYS)
+        self.lines[key] = line
+        for k in m:
+            self.lines[f"{key}.{k}"] = m.lines[k]
+        if m.get("formula") is None:
+            raise self.fail(line, f"{key}.formula", "is required, e.g. 'plans ~ age + sector'")
+        formula, fl = m["formula"], m.lines["formula"]
+        if not isinstance(formula, str):
+            raise self.fail(fl, f"{key}.formula", f"expected a formula, found {_kind(formula)}")
+        try:
+            parse_formula(formula)
+        except ModelError as exc:
+            raise self.fail(fl, f"{key}.formula", str(exc)) from None
+        family = m.get("family")
+        if family not in MODEL_FAMILIES:
+            raise self.fail(
+                m.lines.get("family", line),
+                f"{key}.family",
+                f"expected one of {', '.join(MODEL_FAMILIES)}, found {family!r}",
+            )
+        success: tuple[str, ...] = ()
+        if m.get("success") is not None:
+            raw = m["success"]
+            items = raw if isinstance(raw, list) else [raw]
+            success = tuple(self.level(v, m.lines["success"], f"{key}.success") for v in items)
+        where: dict[str, tuple[str, ...]] = {}
+        if m.get("where") is not None:
+            w, wl = m["where"], m.lines["where"]
+            if not isinstance(w, _Map) or not w:
+                raise self.fail(
+                    wl, f"{key}.where", f"expected {{question: [codes]}}, found {_kind(w)}"
+                )
+            for q, codes in w.items():
+                q = self.name(q, w.lines[q], f"{key}.where")
+                items = codes if isinstance(codes, list) else [codes]
+                where[q] = tuple(self.level(v, w.lines[q], f"{key}.where.{q}") for v in items)
+        label = self.text(m.get("label"), m.lines.get("label", line), f"{key}.label")
+        return ModelSpec(formula, family, success, where, label, key)
 
     def file(self, value: Any, line: int, key: str) -> Path:
         if not isinstance(value, str) or not value.strip():
@@ -841,6 +909,14 @@ class _ConfigReader(_Reader):
                     }
             else:
                 kw["benchmarks"] = self.file(value, ln, "benchmarks")
+        if get("models") is not None:
+            value, ln = top["models"], top.lines["models"]
+            if not isinstance(value, _Seq):
+                raise self.fail(ln, "models", f"expected a list of models, found {_kind(value)}")
+            kw["models"] = tuple(
+                self.model(v, vl or ln, i)
+                for i, (v, vl) in enumerate(zip(value, value.lines, strict=True))
+            )
         if get("screening") is not None:
             value, ln = top["screening"], top.lines["screening"]
             if isinstance(value, _Map):

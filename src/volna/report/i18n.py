@@ -381,6 +381,64 @@ STRINGS: dict[str, dict[str, str]] = {
         "ru": "Распределения ответов в волнах: {waves}.",
         "en": "Answers in the waves: {waves}.",
     },
+    "models": {"ru": "Регрессионные модели", "en": "Regression models"},
+    "models_intro": {
+        "ru": (
+            "Логистические (и другие) модели со стандартными ошибками с учётом дизайна "
+            "выборки. Для категориальных переменных сравнение идёт с первой категорией."
+        ),
+        "en": (
+            "Logistic (and other) models with design-based standard errors. Categorical "
+            "predictors are compared with their first category."
+        ),
+    },
+    "model_term": {"ru": "Переменная", "en": "Term"},
+    "odds_ratio": {"ru": "Отношение шансов", "en": "Odds ratio"},
+    "rate_ratio": {"ru": "Отношение частот", "en": "Rate ratio"},
+    "coefficient": {"ru": "Коэффициент", "en": "Coefficient"},
+    "ci_low": {"ru": "{level}% ДИ: от", "en": "{level}% CI: low"},
+    "ci_high": {"ru": "{level}% ДИ: до", "en": "{level}% CI: high"},
+    "model_flag": {"ru": "Проблемы", "en": "Problems"},
+    "intercept": {"ru": "Константа", "en": "Intercept"},
+    "model_note": {
+        "ru": (
+            "n = {n} респондентов в модели (без ответа на вопросы модели: {missing}); "
+            "степени свободы дизайна: {df}; {family}; стандартные ошибки: {method}; "
+            "интервалы по t-распределению."
+        ),
+        "en": (
+            "n = {n} respondents in the model ({missing} without an answer to one of its "
+            "questions); design degrees of freedom: {df}; {family}; standard errors: "
+            "{method}; intervals from the t distribution."
+        ),
+    },
+    "model_response": {
+        "ru": "Зависимая переменная: {response}.",
+        "en": "Outcome: {response}.",
+    },
+    "model_reference": {
+        "ru": "Категории сравнения: {levels}.",
+        "en": "Reference categories: {levels}.",
+    },
+    "model_aliased": {
+        "ru": "не оценивается: линейно зависит от других переменных",
+        "en": "not estimable: collinear with other terms",
+    },
+    "model_replicates_dropped": {
+        "ru": "часть репликаций не сошлась и исключена из оценки дисперсии",
+        "en": "some replicate refits failed and were left out of the variance",
+    },
+    "model_separation": {
+        "ru": "предсказанные вероятности 0 или 1 (полное разделение)",
+        "en": "fitted probabilities of 0 or 1 (separation)",
+    },
+    "model_no_df": {
+        "ru": "нет степеней свободы для интервалов",
+        "en": "no degrees of freedom for intervals",
+    },
+    "family_logistic": {"ru": "логистическая модель", "en": "logistic model"},
+    "family_linear": {"ru": "линейная модель", "en": "linear model"},
+    "family_poisson": {"ru": "модель Пуассона", "en": "Poisson model"},
     "map_title": {"ru": "{label} (карта)", "en": "{label} (map)"},
     "chart_caption": {
         "ru": "Взвешенные доли, {level}%-ные интервалы; n = {n}. {source}",

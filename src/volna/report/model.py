@@ -32,6 +32,7 @@ TABLE_KINDS = (
     "paired",
     "benchmark",
     "wave",
+    "model",
 )
 
 #: what a cell of a displayed table may be marked with (``ReportTable.marks``)
