@@ -310,6 +310,10 @@ def test_terms_are_compared_whole() -> None:
         list(match_rows(table, [{"term": "stype=H"}], []))
 
 
+def _r_nan(value: Any) -> bool:
+    return isinstance(value, (str, float)) and str(value).lower() == "nan"
+
+
 def close(actual: Any, expected: Any, rel: float) -> bool:
     if isinstance(expected, list):
         return isinstance(actual, list) and all(
@@ -351,6 +355,10 @@ def test_reference_case(case: dict[str, Any]) -> None:
             got = row.get(name)
             if name == "df" and isinstance(exp[name], list):
                 got = [row.get("ndf"), row.get("ddf")]
+            if _r_nan(exp[name]) and "ci_clamped" in str(row.get("flags")):
+                # R gives NaN where a Woodruff interval leaves [0, 1]; volna clamps it to
+                # the end of the data and flags the row (on purpose)
+                continue
             if not close(got, exp[name], rel):
                 failures.append(f"{exp['term']} {name}: volna {got!r}, R {exp[name]!r}")
     assert not failures, f"{case['id']} ({case.get('r_call', '')}):\n" + "\n".join(failures)

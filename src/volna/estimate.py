@@ -67,7 +67,20 @@ PROPORTION_CI = {
     "asin": "asin",
 }
 
-QUANTILE_RULES = ("math", "hf1", "school", "hf2")
+QUANTILE_RULES = (
+    "math",
+    "hf1",
+    "school",
+    "hf2",
+    "hf3",
+    "hf4",
+    "hf5",
+    "hf6",
+    "hf7",
+    "hf8",
+    "hf9",
+    "shahvaish",
+)
 
 
 @dataclass(eq=False)
@@ -372,7 +385,9 @@ def quantile(
     """Quantiles with Woodruff intervals, as ``svyquantile(..., ci=TRUE)`` in R 4.x.
 
     The quantile is the smallest value whose weighted distribution function reaches
-    ``p`` (``rule="math"``; ``"school"`` averages at exact ties). The interval inverts
+    ``p`` (``rule="math"``; ``"school"`` averages at exact ties); ``rule`` also takes
+    R's ``qrule`` names ``"hf1"``-``"hf9"`` (Hyndman and Fan's types, weighted as R
+    does) and ``"shahvaish"``. The interval inverts
     a confidence interval for the proportion of values at or below the estimate, using
     the design degrees of freedom; ``se`` is its width over twice the critical value.
 
@@ -381,6 +396,8 @@ def quantile(
     >>> d = SurveyDesign.from_frame(pl.DataFrame({"y": [3.0, 1.0, 2.0, 5.0, 4.0]}))
     >>> d.median("y").value()
     3.0
+    >>> d.quantile("y", 0.25, rule="hf7").value()
+    2.0
     """
     if rule not in QUANTILE_RULES:
         raise DesignError(f"rule={rule!r}: expected one of {', '.join(QUANTILE_RULES)}")
@@ -1053,20 +1070,73 @@ def _sorted_domains(values, weights, base, n_bases):
 
 
 def _qrule(sorted_: tuple[np.ndarray, np.ndarray], p: float, rule: str) -> float:
-    """R's ``qrule_math`` (hf1) or ``qrule_school`` (hf2) on sorted values."""
+    """R's ``qrule_*`` functions of ``svyquantile`` on sorted values and cumulated weights.
+
+    ``math``/``hf1`` and ``school``/``hf2`` step at the cumulated weights; ``hf3`` steps
+    on the distinct values, to the even-numbered one at exact ties; ``hf4`` interpolates
+    between the values around ``p``; ``hf5``-``hf9`` interpolate linearly between the
+    plotting positions R gives each value (constant beyond them); ``shahvaish`` is Shah
+    and Vaish's step rule.
+    """
     x, cw = sorted_
     if len(x) == 0:
         return np.nan
     total = cw[-1]
+    if rule in ("hf5", "hf6", "hf7", "hf8", "hf9", "shahvaish"):
+        w = np.diff(cw, prepend=0.0)
+        before = np.concatenate(([0.0], cw[:-1]))
+        n = len(x)
+        if rule == "hf5":
+            pk = (cw - w / 2) / total
+        elif rule == "hf6":
+            pk = cw / (total + w[-1])
+        elif rule == "hf7":
+            if n < 2:
+                return float(x[0])
+            pk = before / cw[-2]
+        elif rule == "hf8":
+            pk = (before / 3 + cw * 2 / 3) / (total + w[-1] / 3)
+        elif rule == "hf9":
+            pk = (before * 3 / 8 + cw * 5 / 8) / (total + w[-1] / 4)
+        else:
+            wbar = w / w.mean()
+            # R subtracts half the raw weight (not of wbar), so the positions need not
+            # rise with x; approx() sorts them and averages the values at tied positions
+            pk = (np.cumsum(wbar) + 0.5 - w / 2) / (n + 1)
+            order = np.argsort(pk, kind="stable")
+            pk, xs = pk[order], x[order]
+            pk, first, counts = np.unique(pk, return_index=True, return_counts=True)
+            xs = np.add.reduceat(xs, first) / counts
+            # approx(method="constant", f=0, rule=2): the value at the last position at
+            # or below p, the first one below them all
+            i = int(np.searchsorted(pk, p, side="right")) - 1
+            return float(xs[min(max(i, 0), len(xs) - 1)])
+        return float(np.interp(p, pk, x))
+    if rule == "hf3":
+        # ties collapsed: one value per distinct x with its summed weight
+        last = np.append(x[1:] != x[:-1], True)
+        x, cw = x[last], cw[last]
     pos = int(np.searchsorted(cw, p * total, side="right")) - 1
+    if pos < 0 and rule == "hf4" and len(x) > 1:
+        # R's qs() takes the first value as the one below: hf4 then extrapolates
+        pos = 0
     if pos < 0:
         # p below the first cumulated weight: the smallest value (R returns the second)
         return float(x[0])
     nxt = min(pos + 1, len(x) - 1)
-    exact = (p - cw[pos] / total) == 0
+    wlow = p - cw[pos] / total
+    exact = wlow == 0
+    if rule == "hf4":
+        wup = cw[nxt] / total - p
+        if wup + wlow == 0:
+            return float(x[pos])
+        gamma = wlow / (wup + wlow)
+        return float(x[pos] * (1 - gamma) + x[nxt] * gamma)
     if exact:
         if rule in ("school", "hf2"):
             return float((x[pos] + x[nxt]) / 2)
+        if rule == "hf3" and (pos + 1) % 2 == 1:
+            return float(x[nxt])
         return float(x[pos])
     return float(x[nxt])
 
