@@ -184,7 +184,11 @@ def compute(design: SurveyDesign, est: dict[str, Any]) -> tuple[pl.DataFrame, li
         return pl.concat(frames, how="vertical"), ["_token"]
     if kind == "quantile":
         table = design.quantile(
-            est["variables"], est["probs"], rule=est.get("rule", "math"), **common
+            est["variables"],
+            est["probs"],
+            rule=est.get("rule", "math"),
+            ci=est.get("interval_type", "wald"),
+            **common,
         )
         return table.to_polars(), []
     if kind == "ratio":

@@ -381,6 +381,7 @@ def quantile(
     conf_level: float = 0.95,
     df: float | str | None = None,
     rule: str = "math",
+    ci: str = "wald",
 ) -> Estimates:
     """Quantiles with Woodruff intervals, as ``svyquantile(..., ci=TRUE)`` in R 4.x.
 
@@ -390,6 +391,8 @@ def quantile(
     does) and ``"shahvaish"``. The interval inverts
     a confidence interval for the proportion of values at or below the estimate, using
     the design degrees of freedom; ``se`` is its width over twice the critical value.
+    That interval for the proportion is ``ci="wald"`` (R's ``interval.type="mean"``),
+    ``"beta"``, ``"xlogit"`` or ``"asin"``, as for :func:`proportion`.
 
     >>> import polars as pl
     >>> from volna.design import SurveyDesign
@@ -401,6 +404,11 @@ def quantile(
     """
     if rule not in QUANTILE_RULES:
         raise DesignError(f"rule={rule!r}: expected one of {', '.join(QUANTILE_RULES)}")
+    interval = PROPORTION_CI.get(str(ci).lower())
+    if interval not in ("wald", "beta", "xlogit", "asin"):
+        raise DesignError(
+            f"ci={ci!r} is not a Woodruff interval; expected wald (R's mean), beta, xlogit or asin"
+        )
     probs_ = [float(p) for p in (_as_list(probs))]
     for p in probs_:
         if not 0 <= p <= 1:
@@ -430,7 +438,13 @@ def quantile(
                     block,
                     [f"{p:g}"],
                     miss,
-                    extra={"quantile": q[:, j], "p": p, "sorted": sorted_, "rule": rule},
+                    extra={
+                        "quantile": q[:, j],
+                        "p": p,
+                        "sorted": sorted_,
+                        "rule": rule,
+                        "interval": interval,
+                    },
                 )
             )
     return _run(
@@ -557,7 +571,13 @@ def _run(
             flags.add("zero_denominator", (present & (tot.denominator == 0))[:, None])
 
         if spec.estimator == "quantile":
-            low, high, se, df_cell = _woodruff(spec, theta, se, df_cell, alpha, flags)
+            bounds = None
+            if spec.extra["interval"] != "wald":
+                domain = (domain_rows, domain_weight)
+                bounds = _proportion_ci(
+                    spec.extra["interval"], theta, se, df_cell, tot, domain, None, alpha, flags
+                )
+            low, high, se, df_cell = _woodruff(spec, theta, se, df_cell, alpha, flags, bounds)
             estimate = spec.extra["quantile"][:, None].astype(float)
             method = "woodruff"
         elif proportion_ci is not None:
@@ -1141,8 +1161,11 @@ def _qrule(sorted_: tuple[np.ndarray, np.ndarray], p: float, rule: str) -> float
     return float(x[nxt])
 
 
-def _woodruff(spec: _Spec, theta, se, df_cell, alpha, flags):
-    """Interval for the proportion below the quantile, mapped back through the quantile."""
+def _woodruff(spec: _Spec, theta, se, df_cell, alpha, flags, bounds=None):
+    """Interval for the proportion below the quantile, mapped back through the quantile.
+
+    ``bounds``: that interval when it is not Wald's (beta, xlogit, asin).
+    """
     crit = _critical(df_cell, alpha, flags)
     pf = theta[:, 0]
     B = len(pf)
@@ -1152,8 +1175,13 @@ def _woodruff(spec: _Spec, theta, se, df_cell, alpha, flags):
     for b in range(B):
         if not np.isfinite(pf[b]) or not np.isfinite(crit[b, 0]):
             continue
-        plo = pf[b] - crit[b, 0] * se[b, 0]
-        phi = pf[b] + crit[b, 0] * se[b, 0]
+        if bounds is None:
+            plo = pf[b] - crit[b, 0] * se[b, 0]
+            phi = pf[b] + crit[b, 0] * se[b, 0]
+        else:
+            plo, phi = float(bounds[0][b, 0]), float(bounds[1][b, 0])
+            if not (np.isfinite(plo) and np.isfinite(phi)):
+                continue
         if plo < 0 or phi > 1:
             flags.add("ci_clamped", np.arange(B)[:, None] == b)
         low[b, 0] = _qrule(spec.extra["sorted"][b], min(max(plo, 0.0), 1.0), rule)
