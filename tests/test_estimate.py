@@ -280,6 +280,8 @@ def test_quantile_rules_and_errors(clus1: SurveyDesign) -> None:
         tiny.median("y", rule="hf10")
     with pytest.raises(DesignError, match="ci='likelihood' is not a Woodruff interval"):
         tiny.median("y", ci="likelihood")
+    with pytest.raises(DesignError, match="needs a replicate design"):
+        tiny.median("y", ci="quantile")
     with pytest.raises(DesignError, match=r"1\.5 is not a probability"):
         tiny.quantile("y", [1.5])
     with pytest.raises(DesignError, match="quantiles need numbers"):

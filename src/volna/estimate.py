@@ -392,7 +392,9 @@ def quantile(
     a confidence interval for the proportion of values at or below the estimate, using
     the design degrees of freedom; ``se`` is its width over twice the critical value.
     That interval for the proportion is ``ci="wald"`` (R's ``interval.type="mean"``),
-    ``"beta"``, ``"xlogit"`` or ``"asin"``, as for :func:`proportion`.
+    ``"beta"``, ``"xlogit"`` or ``"asin"``, as for :func:`proportion`. On a replicate
+    design ``ci="quantile"`` is R's ``interval.type="quantile"`` instead: the quantile
+    under every replicate weight, their replicate variance, and estimate ± t × se.
 
     >>> import polars as pl
     >>> from volna.design import SurveyDesign
@@ -404,10 +406,16 @@ def quantile(
     """
     if rule not in QUANTILE_RULES:
         raise DesignError(f"rule={rule!r}: expected one of {', '.join(QUANTILE_RULES)}")
-    interval = PROPORTION_CI.get(str(ci).lower())
-    if interval not in ("wald", "beta", "xlogit", "asin"):
+    interval = "quantile" if str(ci).lower() == "quantile" else PROPORTION_CI.get(str(ci).lower())
+    if interval not in ("wald", "beta", "xlogit", "asin", "quantile"):
         raise DesignError(
-            f"ci={ci!r} is not a Woodruff interval; expected wald (R's mean), beta, xlogit or asin"
+            f"ci={ci!r} is not a Woodruff interval; expected wald (R's mean), beta, "
+            "xlogit or asin, or 'quantile' on a replicate design"
+        )
+    if interval == "quantile" and design.replicates is None:
+        raise DesignError(
+            "ci='quantile' takes the quantile under every replicate weight: it needs a "
+            "replicate design (with_replicates); use a Woodruff interval here"
         )
     probs_ = [float(p) for p in (_as_list(probs))]
     for p in probs_:
@@ -425,6 +433,9 @@ def quantile(
         base = np.where(missing, -1, domains.codes)
         sorted_ = _sorted_domains(values, w, base, domains.n)
         q = np.array([[_qrule(sorted_[d], p, rule) for p in probs_] for d in range(domains.n)])
+        rep_se = None
+        if interval == "quantile":
+            rep_se = _replicate_quantile_se(design, values, base, domains.n, probs_, rule, q)
         miss = _missing_counts(domains, missing)
         for j, p in enumerate(probs_):
             threshold = np.where(base >= 0, q[np.maximum(base, 0), j], np.nan)
@@ -444,6 +455,7 @@ def quantile(
                         "sorted": sorted_,
                         "rule": rule,
                         "interval": interval,
+                        "rep_se": None if rep_se is None else rep_se[:, j],
                     },
                 )
             )
@@ -572,14 +584,21 @@ def _run(
 
         if spec.estimator == "quantile":
             bounds = None
-            if spec.extra["interval"] != "wald":
-                domain = (domain_rows, domain_weight)
-                bounds = _proportion_ci(
-                    spec.extra["interval"], theta, se, df_cell, tot, domain, None, alpha, flags
-                )
-            low, high, se, df_cell = _woodruff(spec, theta, se, df_cell, alpha, flags, bounds)
             estimate = spec.extra["quantile"][:, None].astype(float)
             method = "woodruff"
+            if spec.extra["interval"] == "quantile":
+                # R's repCI: the replicates' variance of the quantile itself
+                se = spec.extra["rep_se"][:, None]
+                crit = _critical(df_cell, alpha, flags)
+                low, high = estimate - crit * se, estimate + crit * se
+                method = "replicate quantiles"
+            else:
+                if spec.extra["interval"] != "wald":
+                    domain = (domain_rows, domain_weight)
+                    bounds = _proportion_ci(
+                        spec.extra["interval"], theta, se, df_cell, tot, domain, None, alpha, flags
+                    )
+                low, high, se, df_cell = _woodruff(spec, theta, se, df_cell, alpha, flags, bounds)
         elif proportion_ci is not None:
             # R's svyciprop sees the domain's rows, those missing the variable included
             domain = (domain_rows, domain_weight)
@@ -1159,6 +1178,25 @@ def _qrule(sorted_: tuple[np.ndarray, np.ndarray], p: float, rule: str) -> float
             return float(x[nxt])
         return float(x[pos])
     return float(x[nxt])
+
+
+def _replicate_quantile_se(design, values, base, n_bases, probs, rule, q) -> np.ndarray:
+    """SE of each (domain, p) quantile from its value under every replicate weight.
+
+    As R's ``repCI``: the rule applied with each replicate's weights, then the replicate
+    variance ``scale * sum rscales (q_r - centre)^2`` (centre: the replicates' mean, or
+    the estimate with ``mse``).
+    """
+    rep = design.replicates
+    n_rep = rep.n_replicates
+    reps = np.empty((n_bases, len(probs), n_rep))
+    for r in range(n_rep):
+        sorted_r = _sorted_domains(values, rep.columns.column(r), base, n_bases)
+        for d in range(n_bases):
+            reps[d, :, r] = [_qrule(sorted_r[d], p, rule) for p in probs]
+    centre = q[:, :, None] if rep.mse else reps.mean(axis=2, keepdims=True)
+    var = rep.scale * np.sum(np.asarray(rep.rscales) * (reps - centre) ** 2, axis=2)
+    return np.sqrt(var)
 
 
 def _woodruff(spec: _Spec, theta, se, df_cell, alpha, flags, bounds=None):
