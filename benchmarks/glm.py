@@ -33,13 +33,19 @@ Peer calls:
   with like); by default R runs on every row.
 
     python benchmarks/glm.py [--rows 1000000] [--r-rows N] [--skip-r] [--skip-svy]
-        [--repeat 1] [--timeout 1800] [--json out.json]
+        [--repeat 1] [--timeout 1800] [--blas-threads 1] [--json out.json]
+
+Every worker runs with one BLAS thread by default (``OPENBLAS_NUM_THREADS=1``, and
+OMP/MKL): on this shared 2-core machine OpenBLAS's own threads spin against each other
+and other jobs (volna's fit took 23 s instead of 4 s with them); ``--blas-threads ''``
+leaves the environment as it is.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import time
@@ -244,6 +250,11 @@ def main() -> None:
     parser.add_argument("--skip-svy", action="store_true")
     parser.add_argument("--timeout", type=float, default=1800)
     parser.add_argument("--json", type=Path)
+    parser.add_argument(
+        "--blas-threads",
+        default="1",
+        help="OPENBLAS/OMP/MKL_NUM_THREADS of every worker ('' leaves them unset)",
+    )
     parser.add_argument("--worker", choices=["volna", "svy"], help=argparse.SUPPRESS)
     parser.add_argument("--path", help=argparse.SUPPRESS)
     parser.add_argument("--head", type=int, default=0, help=argparse.SUPPRESS)
@@ -253,13 +264,18 @@ def main() -> None:
         worker(args.path, args.repeat, args.head)
         return
 
+    if args.blas_threads:
+        for name in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+            os.environ[name] = args.blas_threads
     why_not_r = None if args.skip_r else r_available()
     with_r = not args.skip_r and why_not_r is None
     parquet, csv_path = make_data(args.rows, csv=with_r)
     me = [str(Path(__file__).resolve())]
     base = ["--path", str(parquet), "--repeat", str(args.repeat)]
     runs: dict[str, dict] = {}
+    blas = args.blas_threads or "unset"
     print(f"logistic y ~ x1..x10 on {args.rows:,} rows, {N_REPLICATES} SDR replicates")
+    print(f"BLAS threads per worker: {blas}")
     runs["volna"] = run_worker("volna", [sys.executable, *me, "--worker", "volna", *base], 1e9)
     if not args.skip_svy:
         command = [str(svy_python()), *me, "--worker", "svy", *base]
