@@ -150,6 +150,7 @@ def test_table_shows_the_fit(lang, questionnaire, responses):
     assert table.title == ("Staying" if lang == "en" else "Остаться")
     note = " ".join(table.notes)
     assert i18n.number(fit.n, lang, 0) in note and str(int(fit.design_df)) in note
+    assert i18n.t("method_linearization", lang) in note
     # the renderers show the same numbers; the workbook holds them as numbers
     html, md = render_html(report), render_markdown(report)
     for row in want.iter_rows(named=True):

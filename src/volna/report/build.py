@@ -1950,7 +1950,16 @@ class _Builder:
                 missing=i18n.number(fit.missing, lang, 0),
                 df=i18n.number(fit.design_df, lang, 0),
                 family=t(families[fit.family.link], lang),
-                method=fit.variance_method,
+                method=(
+                    t("method_linearization", lang)
+                    if not self.design.is_replicate
+                    else t(
+                        "method_replicates",
+                        lang,
+                        type=self.design.replicates.type,
+                        n=self.design.replicates.n_replicates,
+                    )
+                ),
             ),
         ]
         refs = []

@@ -436,6 +436,11 @@ STRINGS: dict[str, dict[str, str]] = {
         "ru": "нет степеней свободы для интервалов",
         "en": "no degrees of freedom for intervals",
     },
+    "method_linearization": {"ru": "линеаризация", "en": "linearization"},
+    "method_replicates": {
+        "ru": "репликационные веса {type} ({n})",
+        "en": "{type} replicate weights ({n})",
+    },
     "family_logistic": {"ru": "логистическая модель", "en": "logistic model"},
     "family_linear": {"ru": "линейная модель", "en": "linear model"},
     "family_poisson": {"ru": "модель Пуассона", "en": "Poisson model"},
