@@ -137,14 +137,21 @@ def test_table_shows_the_fit(lang, questionnaire, responses):
         assert np.allclose(got[col].to_numpy(), want[col].to_numpy(), rtol=1e-9)
     assert np.allclose(np.log(got["estimate"].to_numpy()), fit.coefficients, rtol=1e-9)
     shown = table.display
-    assert shown.height == len(fit.coefs)
-    for r, row in enumerate(want.iter_rows(named=True)):
-        assert shown.row(r)[1] == i18n.number(row["estimate"], lang, 2)
-        assert shown.row(r)[2] == i18n.number(row["ci_low"], lang, 2)
-        assert shown.row(r)[3] == i18n.number(row["ci_high"], lang, 2)
+    # one row per coefficient, and one naming each choice question over its levels
+    assert shown.height == len(fit.coefs) + 1
+    for row in got.iter_rows(named=True):
+        cells = shown.row(row["display_row"])
+        assert cells[1] == i18n.number(row["estimate"], lang, 2)
+        assert cells[2] == i18n.number(row["ci_low"], lang, 2)
+        assert cells[3] == i18n.number(row["ci_high"], lang, 2)
+        assert cells[4] == i18n.p_value(row["p_value"], lang)
     labels = shown.get_column(shown.columns[0]).to_list()
     sector = questionnaire["sector"]
-    assert _label_and_choice(sector.label(lang), sector.choice("arts").label(lang)) in labels
+    group = i18n.t(
+        "model_group", lang, question=sector.label(lang), reference=sector.choice("it").label(lang)
+    )
+    arts = labels.index(sector.choice("arts").label(lang))
+    assert labels[arts - 1] == group
     fears = questionnaire["fears"]
     assert _label_and_choice(fears.label(lang), fears.choice("persecution").label(lang)) in labels
     assert table.title == ("Staying" if lang == "en" else "Остаться")
@@ -182,4 +189,4 @@ def test_aliased_terms_are_flagged(questionnaire, responses):
     table = next(t for t in report.tables() if t.kind == "model")
     flags = table.display.get_column(table.display.columns[-1]).to_list()
     assert flags.count("not estimable: collinear with other terms") == 6
-    assert table.display.height == 3 + 6
+    assert table.display.height == 3 + 1 + 6

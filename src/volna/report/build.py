@@ -1842,6 +1842,13 @@ class _Builder:
     def _question(self, name: str) -> Question | None:
         return self.qn[name] if name in self.qn else None  # noqa: SIM401 (no .get)
 
+    def _reference(self, name: str) -> str | None:
+        """The reference level of a choice question in a model: its first code answered."""
+        q = self._question(name)
+        present = set(self.frame.get_column(name).drop_nulls().cast(pl.String).to_list())
+        first = next((c for c in q.codes if c in present), None)
+        return None if first is None else q.choice(first).label(self.lang)
+
     def _term_label(self, coef, fit) -> str:
         """A coefficient in words: the question's label, and the choice's for a level."""
         if coef.term == "(Intercept)":
@@ -1908,8 +1915,22 @@ class _Builder:
         }
         grid = _Grid(cols)
         est = _ids(est)
+        grouped: set[str] = set()
         for coef, row in zip(fit.coefs, est.iter_rows(named=True), strict=True):
-            r = grid.add_row(self._term_label(coef, fit))
+            q = self._question(coef.term)
+            if q is not None and q.type in ("single", "scale") and coef.level is not None:
+                # the levels of a choice question under one row naming it and its reference
+                if coef.term not in grouped:
+                    grouped.add(coef.term)
+                    ref = self._reference(coef.term)
+                    head = q.label(lang)
+                    if ref is not None:
+                        head = t("model_group", lang, question=head, reference=ref)
+                    grid.add_row(head)
+                label_ = q.choice(coef.level).label(lang) if coef.level in q.codes else coef.level
+                r = grid.add_row(label_)
+            else:
+                r = grid.add_row(self._term_label(coef, fit))
             grid.set(r, cols[1], i18n.number(row["estimate"], lang, 2))
             grid.set(r, cols[2], i18n.number(row["ci_low"], lang, 2))
             grid.set(r, cols[3], i18n.number(row["ci_high"], lang, 2))
@@ -1962,20 +1983,6 @@ class _Builder:
                 ),
             ),
         ]
-        refs = []
-        for term in fit.formula.terms:
-            if (
-                len(term) == 1
-                and term[0] in self.qn
-                and self.qn[term[0]].type in ("single", "scale")
-            ):
-                q = self.qn[term[0]]
-                present = self.frame.get_column(term[0]).drop_nulls().unique().cast(pl.String)
-                first = next((c for c in q.codes if c in present.to_list()), None)
-                if first is not None:
-                    refs.append(_label_and_choice(q.label(lang), q.choice(first).label(lang)))
-        if refs:
-            notes.append(t("model_reference", lang, levels="; ".join(refs)))
         title = text_in(spec.label, lang) or spec.formula
         return ReportTable(
             key=f"model:{i}",

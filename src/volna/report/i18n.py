@@ -416,9 +416,9 @@ STRINGS: dict[str, dict[str, str]] = {
         "ru": "Зависимая переменная: {response}.",
         "en": "Outcome: {response}.",
     },
-    "model_reference": {
-        "ru": "Категории сравнения: {levels}.",
-        "en": "Reference categories: {levels}.",
+    "model_group": {
+        "ru": "{question} (по сравнению с: {reference})",
+        "en": "{question} (compared with: {reference})",
     },
     "model_aliased": {
         "ru": "не оценивается: линейно зависит от других переменных",
