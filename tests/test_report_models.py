@@ -190,3 +190,17 @@ def test_aliased_terms_are_flagged(questionnaire, responses):
     flags = table.display.get_column(table.display.columns[-1]).to_list()
     assert flags.count("not estimable: collinear with other terms") == 6
     assert table.display.height == 3 + 1 + 6
+
+
+def test_linear_model_shows_coefficients(questionnaire, responses):
+    text = "models:\n  - {formula: 'age ~ gender', family: gaussian}"
+    report = _report("en", questionnaire, responses, text)
+    table = next(t for t in report.tables() if t.kind == "model")
+    assert table.display.columns[1] == "Coefficient"
+    frame = responses.with_columns(
+        pl.col("gender").cast(pl.Enum(list(questionnaire["gender"].codes)))
+    )
+    fit = SurveyDesign.from_frame(frame, ids="channel").glm("age ~ gender")
+    want = fit.table().to_polars()
+    assert np.allclose(table.estimates["estimate"].to_numpy(), want["estimate"].to_numpy())
+    assert np.allclose(table.estimates["ci_high"].to_numpy(), want["ci_high"].to_numpy())
