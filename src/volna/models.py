@@ -591,6 +591,19 @@ def _replicate_fits(x, y, weights, rows, offset, family, beta0, epsilon=1e-8, ma
                 totals += wc.sum(axis=0)
             if len(act) < R:
                 wc = wc[:, act]
+            if it == 0 and fast:
+                # every replicate starts at the full-sample coefficients: one linear
+                # predictor, so the row terms are vectors and each sum one product
+                e1 = xc @ beta0 + offset[i0:i1]
+                if np.abs(e1).max() <= 30:
+                    q1 = np.exp(e1 * flip[i0:i1])
+                    dev += 2 * (np.log1p(q1) @ wc)
+                    r1 = 1.0 / (1.0 + q1)
+                    q1 *= r1
+                    r1 *= q1
+                    gram += (xtc[upper[0]] * xtc[upper[1]] * r1) @ wc
+                    rhs += (xtc * ((e1 - offset[i0:i1]) * r1 - q1 * flip[i0:i1])) @ wc
+                    continue
             eta = xc @ b.T
             if has_offset:
                 eta += oc
