@@ -67,7 +67,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from workers import r_available, run_measured
+from workers import emit, mark_after_read, mark_end, r_available, run_measured
 
 HERE = Path(__file__).resolve().parent
 DATA = HERE / "data"
@@ -166,43 +166,6 @@ def _enum(codes, levels: list[str]):
 
 # ---------------------------------------------------------------------------------------
 # workers: one engine, one kind of design, in a fresh process
-
-
-def emit(record: dict) -> None:
-    print(json.dumps(record), flush=True)
-
-
-def memory_mib(field: str) -> float | None:
-    """``VmRSS`` (now) or ``VmHWM`` (peak) of this process, from ``/proc/self/status``."""
-    try:
-        with open("/proc/self/status") as fh:
-            for line in fh:
-                if line.startswith(field + ":"):
-                    return int(line.split()[1]) / 1024
-    except OSError:  # pragma: no cover - not Linux
-        return None
-    return None
-
-
-def mark_after_read(frame) -> None:
-    """Emit what the process holds once the data is read, and restart its peak there.
-
-    Writing 5 to ``/proc/self/clear_refs`` resets the peak RSS (``VmHWM``) to the
-    current RSS, so the peak read at the end (:func:`mark_end`) is what the design and
-    the estimates added on top of the data, not a transient of the reader.
-    """
-    try:
-        with open("/proc/self/clear_refs", "w") as fh:
-            fh.write("5")
-        reset = True
-    except OSError:
-        reset = False
-    emit({"info": "frame_mb", "value": frame.estimated_size() / 2**20})
-    emit({"info": "after_read_mb", "value": memory_mib("VmRSS"), "reset": reset})
-
-
-def mark_end() -> None:
-    emit({"info": "peak_after_read_mb", "value": memory_mib("VmHWM")})
 
 
 def measure(

@@ -51,7 +51,7 @@ import sys
 import time
 from pathlib import Path
 
-from workers import r_available, run_measured
+from workers import emit, mark_after_read, mark_end, r_available, run_measured
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -115,33 +115,6 @@ def make_data(rows: int, csv: bool) -> tuple[Path, Path]:
 # workers: one engine in a fresh process
 
 
-def emit(record: dict) -> None:
-    print(json.dumps(record), flush=True)
-
-
-def memory_mib(field: str) -> float | None:
-    try:
-        with open("/proc/self/status") as fh:
-            for line in fh:
-                if line.startswith(field + ":"):
-                    return int(line.split()[1]) / 1024
-    except OSError:  # pragma: no cover - not Linux
-        return None
-    return None
-
-
-def mark_after_read(frame) -> None:
-    """Emit what the process holds once the data is read, and restart its peak there."""
-    try:
-        with open("/proc/self/clear_refs", "w") as fh:
-            fh.write("5")
-        reset = True
-    except OSError:
-        reset = False
-    emit({"info": "frame_mb", "value": frame.estimated_size() / 2**20})
-    emit({"info": "after_read_mb", "value": memory_mib("VmRSS"), "reset": reset})
-
-
 def timed(step: str, fn, repeat: int, n: int):
     times = []
     result = None
@@ -170,7 +143,7 @@ def volna_worker(path: str, repeat: int, head: int) -> None:
 
     d = timed("design", build, 1, frame.height)
     fit = timed("fit", lambda: d.glm(FORMULA, family="quasibinomial"), repeat, frame.height)
-    emit({"info": "peak_after_read_mb", "value": memory_mib("VmHWM")})
+    mark_end()
     emit({"coef": [float(v) for v in fit.coefficients], "se": [float(v) for v in fit.se]})
 
 
@@ -193,7 +166,7 @@ def svy_worker(path: str, repeat: int, head: int) -> None:
         return sample.glm.fit("y", x=PREDICTORS, family="binomial", method="replication")
 
     model = timed("fit", fit, repeat, frame.height)
-    emit({"info": "peak_after_read_mb", "value": memory_mib("VmHWM")})
+    mark_end()
     coefs = model.fitted.coefs
     emit({"coef": [float(c.est) for c in coefs], "se": [float(c.se) for c in coefs]})
 

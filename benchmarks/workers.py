@@ -1,8 +1,9 @@
 """Run one benchmark worker in its own process: its JSON lines, its own peak memory.
 
-Shared by ``estimate.py`` and ``weighting.py``: each step runs in a fresh process so
-that the peak resident memory ``wait4`` reports is that step's alone; and whether R's
-survey package can be a peer here.
+Shared by ``estimate.py``, ``glm.py`` and ``weighting.py``: each step runs in a fresh
+process so that the peak resident memory ``wait4`` reports is that step's alone; inside a
+worker, the JSON lines it prints and the memory it holds after reading the data; and
+whether R's survey package can be a peer here.
 """
 
 from __future__ import annotations
@@ -68,3 +69,44 @@ def r_available() -> str | None:
         text=True,
     )
     return None if done.stdout.strip().endswith("TRUE") else "R package survey not installed"
+
+
+# ---------------------------------------------------------------------------------------
+# inside a worker
+
+
+def emit(record: dict) -> None:
+    print(json.dumps(record), flush=True)
+
+
+def memory_mib(field: str) -> float | None:
+    """``VmRSS`` (now) or ``VmHWM`` (peak) of this process, from ``/proc/self/status``."""
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith(field + ":"):
+                    return int(line.split()[1]) / 1024
+    except OSError:  # pragma: no cover - not Linux
+        return None
+    return None
+
+
+def mark_after_read(frame) -> None:
+    """Emit what the process holds once the data is read, and restart its peak there.
+
+    Writing 5 to ``/proc/self/clear_refs`` resets the peak RSS (``VmHWM``) to the
+    current RSS, so the peak read at the end (:func:`mark_end`) is what the design and
+    the estimates added on top of the data, not a transient of the reader.
+    """
+    try:
+        with open("/proc/self/clear_refs", "w") as fh:
+            fh.write("5")
+        reset = True
+    except OSError:
+        reset = False
+    emit({"info": "frame_mb", "value": frame.estimated_size() / 2**20})
+    emit({"info": "after_read_mb", "value": memory_mib("VmRSS"), "reset": reset})
+
+
+def mark_end() -> None:
+    emit({"info": "peak_after_read_mb", "value": memory_mib("VmHWM")})
